@@ -1,0 +1,132 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names.
+const (
+	EventStream = "STOCK_EVENTS"
+	AlertStream = "STOCK_ALERTS"
+	DeadStream  = "STOCK_DEAD"
+)
+
+// DuplicateWindow is how long the event stream remembers Nats-Msg-Id values.
+// Ids are kept in server memory, so a longer window costs memory at high
+// rates; beyond it, the read model deduplicates sales by order id.
+const DuplicateWindow = 2 * time.Minute
+
+// Header names the ledger sets on messages it publishes.
+const (
+	// HeaderDeadReason says why a message was dead-lettered.
+	HeaderDeadReason = "Ledger-Dead-Reason"
+	// HeaderDeadSubject and HeaderDeadSeq name the original message.
+	HeaderDeadSubject = "Ledger-Dead-Subject"
+	HeaderDeadSeq     = "Ledger-Dead-Seq"
+	// HeaderCheckpoint on an alert message is the event stream sequence the
+	// projector had applied when it published the alert change.
+	HeaderCheckpoint = "Ledger-Checkpoint"
+)
+
+// StreamOptions are the deployment choices of the streams.
+type StreamOptions struct {
+	// Replicas is 1 on one server, 3 in a cluster.
+	Replicas int
+	// EventMaxBytes bounds the event stream. The stream discards nothing when
+	// full: it refuses new events, so that no ledger entry is ever dropped
+	// silently. Zero means DefaultEventMaxBytes.
+	EventMaxBytes int64
+}
+
+// DefaultEventMaxBytes is the default bound of the event stream: 64 GiB,
+// about 300 million events of 200 bytes.
+const DefaultEventMaxBytes = 64 << 30
+
+// EventStreamConfig is the STOCK_EVENTS stream: the ledger itself. File
+// storage, kept forever, append-only (no deletes, no purges: corrections are
+// new entries), duplicate window for idempotent publishing.
+func EventStreamConfig(o StreamOptions) jetstream.StreamConfig {
+	maxBytes := o.EventMaxBytes
+	if maxBytes == 0 {
+		maxBytes = DefaultEventMaxBytes
+	}
+	return jetstream.StreamConfig{
+		Name:              EventStream,
+		Description:       "stock ledger: every stock change of every SKU",
+		Subjects:          []string{EventSubjectRoot + ".>"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardNew,
+		MaxAge:            0,
+		MaxBytes:          maxBytes,
+		MaxMsgs:           -1,
+		MaxMsgsPerSubject: -1,
+		MaxMsgSize:        MaxEventBytes,
+		Duplicates:        DuplicateWindow,
+		Replicas:          replicas(o),
+		DenyDelete:        true,
+		DenyPurge:         true,
+		AllowDirect:       true,
+	}
+}
+
+// AlertStreamConfig is the STOCK_ALERTS stream: every change of every alert,
+// kept 90 days. Alerts are derived, so old ones may age out.
+func AlertStreamConfig(o StreamOptions) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        AlertStream,
+		Description: "stock ledger: alert changes",
+		Subjects:    []string{AlertSubjectRoot + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      90 * 24 * time.Hour,
+		MaxBytes:    8 << 30,
+		MaxMsgs:     -1,
+		MaxMsgSize:  16 << 10,
+		Duplicates:  DuplicateWindow,
+		Replicas:    replicas(o),
+		AllowDirect: true,
+	}
+}
+
+// DeadStreamConfig is the STOCK_DEAD stream: messages the projector could not
+// apply, each with the reason, kept 30 days for an operator to look at.
+func DeadStreamConfig(o StreamOptions) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        DeadStream,
+		Description: "stock ledger: messages refused by the projector, with the reason",
+		Subjects:    []string{DeadSubjectRoot + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      30 * 24 * time.Hour,
+		MaxBytes:    1 << 30,
+		MaxMsgs:     -1,
+		MaxMsgSize:  1 << 20,
+		Duplicates:  DuplicateWindow,
+		Replicas:    replicas(o),
+	}
+}
+
+func replicas(o StreamOptions) int {
+	if o.Replicas < 1 {
+		return 1
+	}
+	return o.Replicas
+}
+
+// EnsureStreams creates the three streams or updates them to the
+// configuration above.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	for _, cfg := range []jetstream.StreamConfig{EventStreamConfig(o), AlertStreamConfig(o), DeadStreamConfig(o)} {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package projections
+
+import "time"
+
+// AlertKind names why an alert was raised.
+type AlertKind string
+
+// Alert kinds of the design.
+const (
+	// Oversold: spot orders recorded past real stock (committed > on_hand).
+	Oversold AlertKind = "oversold"
+	// PhantomStock: the platform lists more units than the real limit.
+	PhantomStock AlertKind = "phantom_stock"
+	// CapacityExceeded: presale orders past confirmed supplier capacity.
+	CapacityExceeded AlertKind = "capacity_exceeded"
+	// ShipLate: an order not shipped by its promise; one alert per order.
+	ShipLate AlertKind = "ship_late"
+	// RecountMismatch: a recount differs from the book on_hand.
+	RecountMismatch AlertKind = "recount_mismatch"
+)
+
+// AlertKinds lists every kind in a stable order.
+var AlertKinds = []AlertKind{Oversold, PhantomStock, CapacityExceeded, ShipLate, RecountMismatch}
+
+// AlertState is open or resolved.
+type AlertState string
+
+// Alert states.
+const (
+	AlertOpen     AlertState = "open"
+	AlertResolved AlertState = "resolved"
+)
+
+// Alert is a problem of one SKU with the money at risk. An alert resolves
+// itself when its cause goes away; it is updated in place while open.
+type Alert struct {
+	ID         string     `json:"id"`
+	Kind       AlertKind  `json:"kind"`
+	Shop       string     `json:"shop"`
+	SKU        string     `json:"sku"`
+	OrderID    string     `json:"order_id,omitempty"`
+	State      AlertState `json:"state"`
+	RaisedAt   time.Time  `json:"raised_at"`
+	ResolvedAt *time.Time `json:"resolved_at"`
+	Message    string     `json:"message"`
+	// UnitsShort is how many units the cause is short by: sold past stock or
+	// capacity, listed past the real limit, the late order's units, or the
+	// recount's difference.
+	UnitsShort int64 `json:"units_short"`
+	// ExposureFen is the compensation the platform would charge, in fen.
+	ExposureFen int64 `json:"exposure_fen"`
+	// Seq is the stream sequence of the event that raised the alert.
+	Seq uint64 `json:"seq"`
+	// UpdatedSeq is the stream sequence of its latest change.
+	UpdatedSeq uint64 `json:"updated_seq"`
+	// Rev counts the alert's changes: 1 when raised.
+	Rev int `json:"rev"`
+}
+
+// View is the read side of one SKU: the platform's figure and the real ones
+// side by side. It is what GET /v1/shops/{shop}/skus/{sku} answers.
+type View struct {
+	Shop             string    `json:"shop"`
+	SKU              string    `json:"sku"`
+	Title            string    `json:"title"`
+	Status           Status    `json:"status"`
+	SalesForm        string    `json:"sales_form"`
+	ShipWithinHours  int       `json:"ship_within_hours,omitempty"`
+	ShipWithinDays   int       `json:"ship_within_days,omitempty"`
+	PriceFen         int64     `json:"price_fen"`
+	Listed           int64     `json:"listed"`
+	OnHand           int64     `json:"on_hand"`
+	Committed        int64     `json:"committed"`
+	Available        int64     `json:"available"`
+	Capacity         int64     `json:"capacity"`
+	PresaleCommitted int64     `json:"presale_committed"`
+	CapacityLeft     int64     `json:"capacity_left"`
+	OpenOrders       int64     `json:"open_orders"`
+	LateOrders       int64     `json:"late_orders"`
+	ExposureFen      int64     `json:"exposure_fen"`
+	OpenAlerts       int64     `json:"open_alerts"`
+	LastSeq          uint64    `json:"last_seq"`
+	UpdatedAt        time.Time `json:"updated_at"`
+}
+
+// View derives the read side of the SKU. ExposureFen counts every open order
+// once, at the larger charge it risks (unshipped when it cannot be served,
+// else late when late), plus the phantom units' risk.
+func (s *SKU) View() View {
+	v := View{
+		Shop: s.Shop, SKU: s.SKU, Title: s.Title, Status: s.Status, SalesForm: string(s.SalesForm),
+		ShipWithinHours: s.ShipWithinHours, ShipWithinDays: s.ShipWithinDays, PriceFen: s.PriceFen,
+		Listed: s.Listed, OnHand: s.OnHand, Committed: s.Committed, Available: s.OnHand - s.Committed,
+		Capacity: s.Capacity, PresaleCommitted: s.PresaleCommitted, CapacityLeft: s.Capacity - s.PresaleCommitted,
+		OpenOrders: int64(len(s.open)), OpenAlerts: int64(len(s.Alerts)), LastSeq: s.LastSeq, UpdatedAt: s.UpdatedAt,
+	}
+	spotLeft, presaleLeft := max(0, s.OnHand), max(0, s.Capacity)
+	for _, o := range s.open {
+		if o.Late {
+			v.LateOrders++
+		}
+		left := &spotLeft
+		if o.SalesForm == "presale" {
+			left = &presaleLeft
+		}
+		switch {
+		case o.Qty <= *left:
+			*left -= o.Qty
+			if o.Late {
+				v.ExposureFen += LateCompensationFen(o.ValueFen())
+			}
+		default:
+			v.ExposureFen += UnshippedCompensationFen(o.ValueFen())
+		}
+	}
+	v.ExposureFen += s.phantomUnits() * UnshippedCompensationFen(s.PriceFen)
+	return v
+}

@@ -1,0 +1,221 @@
+package projections
+
+import (
+	"cmp"
+	"context"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+)
+
+// outboxMax bounds the memory store's outbox. Commit refuses a batch that
+// would overflow it (the projector then waits for the publisher to drain).
+const outboxMax = 1 << 20
+
+// ErrOutboxFull is returned by Commit when the alert outbox has no room.
+var ErrOutboxFull = errOutboxFull{}
+
+type errOutboxFull struct{}
+
+func (errOutboxFull) Error() string { return "alert outbox full: alerts are not being published" }
+
+// MemoryStore is the in-memory read model. It is lost with the process and
+// rebuilt from the stream at start. It is safe for concurrent use.
+type MemoryStore struct {
+	mu          sync.RWMutex
+	checkpoints map[string]uint64
+	skus        map[SKUKey]*memSKU
+	alerts      map[string]Alert
+	outbox      []OutboxAlert
+	outboxNext  int64
+}
+
+type memSKU struct {
+	state  SKU // scalars and suppliers only
+	view   View
+	orders map[string]Order
+	open   map[string]struct{} // ids of the SKU's open alerts
+}
+
+// NewMemoryStore returns an empty in-memory store.
+func NewMemoryStore() *MemoryStore {
+	return &MemoryStore{
+		checkpoints: make(map[string]uint64),
+		skus:        make(map[SKUKey]*memSKU),
+		alerts:      make(map[string]Alert),
+	}
+}
+
+// Checkpoint implements Store.
+func (m *MemoryStore) Checkpoint(_ context.Context, projector string) (uint64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.checkpoints[projector], nil
+}
+
+// LoadSKU implements Store.
+func (m *MemoryStore) LoadSKU(_ context.Context, shop, sku string) (*SKU, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	rec, ok := m.skus[SKUKey{shop, sku}]
+	if !ok {
+		return nil, nil
+	}
+	s := rec.state
+	s.Suppliers = maps.Clone(rec.state.Suppliers)
+	s.Orders = make(map[string]*Order, len(rec.orders))
+	for id, o := range rec.orders {
+		s.Orders[id] = &o
+	}
+	s.Alerts = make(map[string]*Alert, len(rec.open))
+	for id := range rec.open {
+		a := m.alerts[id]
+		s.Alerts[alertKey(a.Kind, a.OrderID)] = &a
+	}
+	s.open = nil
+	s.Restore()
+	return &s, nil
+}
+
+// Commit implements Store.
+func (m *MemoryStore) Commit(_ context.Context, b *Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.checkpoints[b.Projector] != b.PrevSeq {
+		return ErrCheckpointMoved
+	}
+	if len(m.outbox)+len(b.Alerts) > outboxMax {
+		return ErrOutboxFull
+	}
+	for _, s := range b.SKUs {
+		k := SKUKey{s.Shop, s.SKU}
+		rec, ok := m.skus[k]
+		if !ok {
+			rec = &memSKU{orders: make(map[string]Order), open: make(map[string]struct{})}
+			m.skus[k] = rec
+		}
+		rec.state = *s
+		rec.state.Suppliers = maps.Clone(s.Suppliers)
+		rec.state.Orders, rec.state.Alerts, rec.state.open, rec.state.dirty = nil, nil, nil, nil
+		rec.view = s.View()
+		for _, o := range s.DirtyOrders() {
+			rec.orders[o.ID] = *o
+		}
+	}
+	for _, a := range b.Alerts {
+		m.alerts[a.ID] = a
+		rec := m.skus[SKUKey{a.Shop, a.SKU}]
+		if rec == nil {
+			continue // an alert always comes with its SKU in the batch
+		}
+		if a.State == AlertOpen {
+			rec.open[a.ID] = struct{}{}
+		} else {
+			delete(rec.open, a.ID)
+		}
+		m.outboxNext++
+		m.outbox = append(m.outbox, OutboxAlert{ID: m.outboxNext, Alert: a, Checkpoint: b.LastSeq})
+	}
+	m.checkpoints[b.Projector] = b.LastSeq
+	return nil
+}
+
+// DueSKUs implements Store.
+func (m *MemoryStore) DueSKUs(_ context.Context, now time.Time, limit int) ([]SKUKey, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []SKUKey
+	for k, rec := range m.skus {
+		if len(out) == limit {
+			break
+		}
+		if d := rec.state.NextDue; !d.IsZero() && !d.After(now) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// SKU implements Store.
+func (m *MemoryStore) SKU(_ context.Context, shop, sku string) (View, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	rec, ok := m.skus[SKUKey{shop, sku}]
+	if !ok {
+		return View{}, ErrNotFound
+	}
+	return rec.view, nil
+}
+
+// SKUs implements Store.
+func (m *MemoryStore) SKUs(_ context.Context, shop string) ([]View, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := []View{}
+	for k, rec := range m.skus {
+		if k.Shop == shop {
+			out = append(out, rec.view)
+		}
+	}
+	slices.SortFunc(out, func(a, b View) int { return cmp.Compare(a.SKU, b.SKU) })
+	if len(out) > MaxReadRows {
+		out = out[:MaxReadRows]
+	}
+	return out, nil
+}
+
+// Alerts implements Store.
+func (m *MemoryStore) Alerts(_ context.Context, f AlertFilter) ([]Alert, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := []Alert{}
+	for _, a := range m.alerts {
+		if a.Shop == f.Shop && (f.State == "" || a.State == f.State) {
+			out = append(out, a)
+		}
+	}
+	SortAlerts(out)
+	limit := f.Limit
+	if limit <= 0 || limit > MaxReadRows {
+		limit = MaxReadRows
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// SortAlerts orders alerts as reads return them: the most money at risk
+// first, then the oldest raised, then by id.
+func SortAlerts(as []Alert) {
+	slices.SortFunc(as, func(a, b Alert) int {
+		return cmp.Or(cmp.Compare(b.ExposureFen, a.ExposureFen), a.RaisedAt.Compare(b.RaisedAt), cmp.Compare(a.ID, b.ID))
+	})
+}
+
+// PendingAlerts implements Store.
+func (m *MemoryStore) PendingAlerts(_ context.Context, limit int) ([]OutboxAlert, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := min(limit, len(m.outbox))
+	return slices.Clone(m.outbox[:n]), nil
+}
+
+// DeletePendingAlerts implements Store.
+func (m *MemoryStore) DeletePendingAlerts(_ context.Context, upTo int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := 0
+	for i < len(m.outbox) && m.outbox[i].ID <= upTo {
+		i++
+	}
+	m.outbox = slices.Delete(m.outbox, 0, i)
+	return nil
+}
+
+// Ping implements Store; memory always answers.
+func (m *MemoryStore) Ping(context.Context) error { return nil }
+
+// Close implements Store.
+func (m *MemoryStore) Close() {}

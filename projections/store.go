@@ -1,0 +1,94 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by reads of a SKU no event has named.
+var ErrNotFound = errors.New("not found")
+
+// ErrCheckpointMoved is returned by Commit when the stored checkpoint is not
+// the batch's PrevSeq: another projector wrote in between. Nothing was
+// written; the caller must reload its state.
+var ErrCheckpointMoved = errors.New("checkpoint moved")
+
+// Batch is what one projector transaction writes: the state of every SKU the
+// batch changed (with the orders they marked dirty and their open alerts),
+// the alert changes in order, and the new checkpoint.
+type Batch struct {
+	// Projector names the checkpoint (one per projector partition).
+	Projector string
+	// PrevSeq is the checkpoint the batch was folded on; LastSeq the one it
+	// leaves. A sweep batch (time passing, no event) has LastSeq == PrevSeq.
+	PrevSeq, LastSeq uint64
+	// SKUs are the changed SKUs. Their dirty orders are written; the caller
+	// clears the dirty marks after Commit returns nil.
+	SKUs []*SKU
+	// Alerts are the alert changes of the batch, oldest first. The store
+	// keeps each alert's latest state, and appends every change to its
+	// outbox for publishing.
+	Alerts []Alert
+}
+
+// SKUKey names one SKU.
+type SKUKey struct {
+	Shop string `json:"shop"`
+	SKU  string `json:"sku"`
+}
+
+// OutboxAlert is an alert change committed but not yet known to be published.
+type OutboxAlert struct {
+	ID    int64
+	Alert Alert
+	// Checkpoint is the batch's LastSeq.
+	Checkpoint uint64
+}
+
+// AlertFilter selects alerts in reads.
+type AlertFilter struct {
+	Shop string
+	// State is AlertOpen, AlertResolved, or "" for all.
+	State AlertState
+	// Limit bounds the answer; zero means MaxReadRows.
+	Limit int
+}
+
+// MaxReadRows bounds every list a store read returns.
+const MaxReadRows = 10000
+
+// Store is the read model: SKU states and views, alerts, the projector's
+// checkpoint and the alert outbox. Commit is atomic. Implementations are safe
+// for concurrent use: one projector writes while HTTP handlers read.
+type Store interface {
+	// Checkpoint returns the last stream sequence the named projector
+	// committed, 0 when none.
+	Checkpoint(ctx context.Context, projector string) (uint64, error)
+	// LoadSKU returns the full state of a SKU (orders, open alerts) as last
+	// committed, or nil and no error when the SKU is unknown.
+	LoadSKU(ctx context.Context, shop, sku string) (*SKU, error)
+	// Commit writes a batch atomically: all of it or none of it. It
+	// returns ErrCheckpointMoved when the checkpoint is not b.PrevSeq.
+	Commit(ctx context.Context, b *Batch) error
+	// DueSKUs returns up to limit SKUs with an open order not yet late whose
+	// promise is at or before now.
+	DueSKUs(ctx context.Context, now time.Time, limit int) ([]SKUKey, error)
+
+	// SKU returns one SKU's view, or ErrNotFound.
+	SKU(ctx context.Context, shop, sku string) (View, error)
+	// SKUs returns a shop's SKU views ordered by sku, at most MaxReadRows.
+	SKUs(ctx context.Context, shop string) ([]View, error)
+	// Alerts returns alerts ordered by exposure (largest first), then raised_at.
+	Alerts(ctx context.Context, f AlertFilter) ([]Alert, error)
+
+	// PendingAlerts returns up to limit outbox entries, oldest first.
+	PendingAlerts(ctx context.Context, limit int) ([]OutboxAlert, error)
+	// DeletePendingAlerts removes outbox entries with ID ≤ upTo.
+	DeletePendingAlerts(ctx context.Context, upTo int64) error
+
+	// Ping reports whether the store answers.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close()
+}
