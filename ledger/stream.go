@@ -38,22 +38,27 @@ type StreamOptions struct {
 	Replicas int
 	// EventMaxBytes bounds the event stream. The stream discards nothing when
 	// full: it refuses new events, so that no ledger entry is ever dropped
-	// silently. Zero means DefaultEventMaxBytes.
+	// silently. Zero means DefaultEventMaxBytes. The alert stream gets a
+	// quarter of it, the dead-letter stream a sixteenth. JetStream reserves
+	// these bounds against the server's storage at stream creation.
 	EventMaxBytes int64
 }
 
-// DefaultEventMaxBytes is the default bound of the event stream: 64 GiB,
-// about 300 million events of 200 bytes.
-const DefaultEventMaxBytes = 64 << 30
+// DefaultEventMaxBytes is the default bound of the event stream: 8 GiB,
+// about 40 million events of 200 bytes.
+const DefaultEventMaxBytes = 8 << 30
+
+func (o StreamOptions) eventMaxBytes() int64 {
+	if o.EventMaxBytes <= 0 {
+		return DefaultEventMaxBytes
+	}
+	return o.EventMaxBytes
+}
 
 // EventStreamConfig is the STOCK_EVENTS stream: the ledger itself. File
 // storage, kept forever, append-only (no deletes, no purges: corrections are
 // new entries), duplicate window for idempotent publishing.
 func EventStreamConfig(o StreamOptions) jetstream.StreamConfig {
-	maxBytes := o.EventMaxBytes
-	if maxBytes == 0 {
-		maxBytes = DefaultEventMaxBytes
-	}
 	return jetstream.StreamConfig{
 		Name:              EventStream,
 		Description:       "stock ledger: every stock change of every SKU",
@@ -62,7 +67,7 @@ func EventStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		Retention:         jetstream.LimitsPolicy,
 		Discard:           jetstream.DiscardNew,
 		MaxAge:            0,
-		MaxBytes:          maxBytes,
+		MaxBytes:          o.eventMaxBytes(),
 		MaxMsgs:           -1,
 		MaxMsgsPerSubject: -1,
 		MaxMsgSize:        MaxEventBytes,
@@ -85,7 +90,7 @@ func AlertStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      90 * 24 * time.Hour,
-		MaxBytes:    8 << 30,
+		MaxBytes:    o.eventMaxBytes() / 4,
 		MaxMsgs:     -1,
 		MaxMsgSize:  16 << 10,
 		Duplicates:  DuplicateWindow,
@@ -105,7 +110,7 @@ func DeadStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      30 * 24 * time.Hour,
-		MaxBytes:    1 << 30,
+		MaxBytes:    o.eventMaxBytes() / 16,
 		MaxMsgs:     -1,
 		MaxMsgSize:  1 << 20,
 		Duplicates:  DuplicateWindow,

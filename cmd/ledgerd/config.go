@@ -1,0 +1,82 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"stockledger/ledger"
+)
+
+// envInt reads a whole number from the environment; a malformed value is
+// passed on as -1 so that validation names it.
+func envInt(getenv func(string) string, name string, def int64) int64 {
+	v := getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// Durability modes of the embedded server.
+const (
+	syncInterval = "interval"
+	syncAlways   = "always"
+)
+
+// config is every setting of ledgerd. Environment variables set the
+// defaults; flags of the same meaning override them.
+type config struct {
+	HTTPAddr    string
+	DataDir     string
+	NATSListen  string
+	NATSURL     string
+	DatabaseURL string
+	Sync        string
+	StreamBytes int64
+	LogLevel    slog.Level
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var c config
+	var level string
+	fs := flag.NewFlagSet("ledgerd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.HTTPAddr, "http", env("LEDGER_HTTP_ADDR", "127.0.0.1:8080"), "HTTP listen address (LEDGER_HTTP_ADDR)")
+	fs.StringVar(&c.DataDir, "data", env("LEDGER_DATA_DIR", "./data"), "data directory of the embedded NATS server (LEDGER_DATA_DIR)")
+	fs.StringVar(&c.NATSListen, "nats-listen", env("LEDGER_NATS_LISTEN", "127.0.0.1:4222"), "client address of the embedded NATS server, for producers (LEDGER_NATS_LISTEN)")
+	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "external NATS server or cluster; empty runs the embedded server (NATS_URL)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", ""), "Postgres read model; empty keeps it in memory (DATABASE_URL)")
+	fs.StringVar(&c.Sync, "sync", env("LEDGER_SYNC", syncInterval), "embedded JetStream durability: interval (fsync every 2 min) or always (fsync every write) (LEDGER_SYNC)")
+	fs.Int64Var(&c.StreamBytes, "stream-max-bytes", envInt(getenv, "LEDGER_STREAM_MAX_BYTES", ledger.DefaultEventMaxBytes), "bound of the event stream in bytes; when full it refuses new events (LEDGER_STREAM_MAX_BYTES)")
+	fs.StringVar(&level, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (LEDGER_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if c.Sync != syncInterval && c.Sync != syncAlways {
+		return c, fmt.Errorf("LEDGER_SYNC %q: must be %s or %s", c.Sync, syncInterval, syncAlways)
+	}
+	if c.StreamBytes < 1<<20 {
+		return c, fmt.Errorf("LEDGER_STREAM_MAX_BYTES %d: must be at least 1 MiB (1048576)", c.StreamBytes)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		return c, fmt.Errorf("LEDGER_LOG_LEVEL %q: must be debug, info, warn or error", level)
+	}
+	return c, nil
+}

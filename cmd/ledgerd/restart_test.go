@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"stockledger/ledger"
+)
+
+// TestKillRestart runs the real ledgerd binary, feeds it sales over NATS with
+// the order-feed publisher, kills it with SIGKILL several times under load
+// and starts it again on the same data directory. Every acknowledged sale
+// must be in the stream exactly once and counted exactly once.
+func TestKillRestart(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "ledgerd")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build ledgerd: %v", err)
+	}
+	t.Run("memory", func(t *testing.T) { killRestart(t, bin, "") })
+	t.Run("postgres", func(t *testing.T) { killRestart(t, bin, testDatabaseURL(t)) })
+}
+
+// daemon is one ledgerd process.
+type daemon struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startDaemon(t *testing.T, bin string, env []string) *daemon {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start ledgerd: %v", err)
+	}
+	d := &daemon{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "level=ERROR") {
+				t.Log("ledgerd:", sc.Text())
+			}
+		}
+		_ = cmd.Wait()
+		close(d.done)
+	}()
+	return d
+}
+
+func (d *daemon) kill() {
+	_ = d.cmd.Process.Kill() // SIGKILL
+	<-d.done
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitHealthy polls /healthz until it answers 200 or the deadline passes.
+func waitHealthy(t *testing.T, base string, d *daemon) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.done:
+			t.Fatal("ledgerd exited while starting")
+		case <-tick.C:
+		}
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	t.Fatal("ledgerd not healthy within 60s")
+}
+
+func killRestart(t *testing.T, bin, databaseURL string) {
+	const (
+		sales     = 3000
+		batchSize = 50
+		kills     = 4
+	)
+	httpAddr, natsAddr := freePort(t), freePort(t)
+	env := []string{"LEDGER_HTTP_ADDR=" + httpAddr, "LEDGER_NATS_LISTEN=" + natsAddr,
+		"LEDGER_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + databaseURL, "NATS_URL="}
+	base := "http://" + httpAddr
+	var mu sync.Mutex
+	d := startDaemon(t, bin, env)
+	defer func() { mu.Lock(); d.kill(); mu.Unlock() }()
+	waitHealthy(t, base, d)
+
+	nc, err := nats.Connect("nats://"+natsAddr, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{AckTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listing := []ledger.Event{{Type: ledger.Listing, Shop: "shop-k", SKU: "sku-k", Title: "Kill test", PriceFen: 1000,
+		Stock: ledger.Int64(sales), SalesForm: ledger.Spot, ShipWithinHours: 72}}
+
+	// The killer: SIGKILL and restart whenever the feed has made progress.
+	progress := make(chan int, 100)
+	killerDone := make(chan int)
+	go func() {
+		n := 0
+		for acked := range progress {
+			if n < kills && acked >= (n+1)*sales/(kills+1) {
+				mu.Lock()
+				d.kill()
+				d = startDaemon(t, bin, env)
+				mu.Unlock()
+				n++
+			}
+		}
+		killerDone <- n
+	}()
+
+	var lastSeq uint64
+	publish := func(events []ledger.Event) {
+		for attempt := 0; ; attempt++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			acks, err := pub.Publish(ctx, events)
+			cancel()
+			if err == nil {
+				for _, a := range acks {
+					lastSeq = max(lastSeq, a.Seq)
+				}
+				return
+			}
+			if attempt > 200 {
+				t.Fatalf("publish never succeeded: %v", err)
+			}
+			// Publishing the same events again is safe: same ids, same
+			// order ids. Give the restarted server a moment.
+			waitFor(50 * time.Millisecond)
+		}
+	}
+	publish(listing)
+	for i := 0; i < sales; i += batchSize {
+		batch := make([]ledger.Event, 0, batchSize)
+		for j := i; j < i+batchSize; j++ {
+			batch = append(batch, ledger.Event{Type: ledger.Sale, Shop: "shop-k", SKU: "sku-k",
+				OrderID: fmt.Sprintf("kill-%05d", j), Qty: ledger.Int64(1), UnitPriceFen: 1000})
+			if j%10 == 9 {
+				batch = append(batch, ledger.Event{Type: ledger.Cancel, Shop: "shop-k", SKU: "sku-k", OrderID: fmt.Sprintf("kill-%05d", j-5)})
+			}
+		}
+		publish(batch)
+		progress <- i + batchSize
+	}
+	close(progress)
+	if n := <-killerDone; n != kills {
+		t.Fatalf("killed %d times, want %d", n, kills)
+	}
+	// A last kill after everything was acknowledged, then a clean start.
+	mu.Lock()
+	d.kill()
+	d = startDaemon(t, bin, env)
+	mu.Unlock()
+	waitHealthy(t, base, d)
+
+	cancels := int64(sales / 10)
+	status, body := doGet(t, fmt.Sprintf("%s/v1/shops/shop-k/skus/sku-k?min_seq=%d", base, lastSeq))
+	if status != http.StatusOK {
+		t.Fatalf("GET sku: %d %s", status, body)
+	}
+	var v struct {
+		Listed, OnHand, Committed, OpenOrders int64
+		LastSeq                               uint64 `json:"last_seq"`
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatal(err)
+	}
+	v.Listed, v.Committed, v.OpenOrders = num(raw["listed"]), num(raw["committed"]), num(raw["open_orders"])
+	if got, want := v.Committed, int64(sales)-cancels; got != want {
+		t.Errorf("committed = %d, want %d (every acknowledged sale once, minus cancels)", got, want)
+	}
+	if got, want := v.OpenOrders, int64(sales)-cancels; got != want {
+		t.Errorf("open_orders = %d, want %d", got, want)
+	}
+	if got, want := v.Listed, cancels; got != want {
+		t.Errorf("listed = %d, want %d", got, want)
+	}
+
+	// The stream holds every sale exactly once.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := streamOrderCounts(t, js)
+	if len(counts) != sales {
+		t.Errorf("stream holds %d distinct orders' sales, want %d", len(counts), sales)
+	}
+	for id, n := range counts {
+		if n != 1 {
+			t.Errorf("order %s stored %d times", id, n)
+		}
+	}
+}
+
+// streamOrderCounts reads the whole event stream and counts sales by order id.
+func streamOrderCounts(t *testing.T, js jetstream.JetStream) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, ledger.EventStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := st.CachedInfo().State.LastSeq
+	cons, err := js.OrderedConsumer(ctx, ledger.EventStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for seq := uint64(0); seq < last; {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			meta, _ := m.Metadata()
+			seq = meta.Sequence.Stream
+			e, err := ledger.DecodeEvent(m.Data())
+			if err != nil {
+				t.Fatalf("seq %d: %v", seq, err)
+			}
+			if e.Type == ledger.Sale {
+				counts[e.OrderID]++
+			}
+		}
+		if n == 0 {
+			t.Fatalf("stream read stalled at seq %d of %d", seq, last)
+		}
+	}
+	return counts
+}
+
+func doGet(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	return do(t, http.MethodGet, url, nil)
+}
+
+func num(v any) int64 {
+	f, _ := v.(float64)
+	return int64(f)
+}
+
+// waitFor pauses a retry loop between attempts against a restarting server.
+func waitFor(d time.Duration) {
+	<-time.After(d)
+}
+

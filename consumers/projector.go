@@ -1,0 +1,723 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"stockledger/ledger"
+	"stockledger/projections"
+)
+
+// Projector bounds and defaults.
+const (
+	// DefaultName names the durable consumer and the checkpoint.
+	DefaultName = "ledger-projector"
+	// DefaultBatchMax bounds the messages folded and committed together.
+	DefaultBatchMax = 1000
+	// DefaultCacheMax bounds the SKU states kept in memory between batches;
+	// past it, states not in the current batch are dropped and reloaded
+	// from the store when next needed.
+	DefaultCacheMax = 200_000
+	// DefaultSweepEvery is how often open orders are checked against their
+	// ship promise.
+	DefaultSweepEvery = time.Second
+	// sweepSKUsMax bounds the SKUs one sweep loads.
+	sweepSKUsMax = 1000
+	// ackWait is how long the server waits for an ack before redelivering.
+	ackWait = 30 * time.Second
+	// commitTimeout bounds one store commit; shutdown does not cut it short.
+	commitTimeout = 30 * time.Second
+	// retryWaitMax bounds the wait between attempts of a failed batch.
+	retryWaitMax = 5 * time.Second
+	// outboxBatchMax bounds the alert changes published in one round.
+	outboxBatchMax = 1000
+	// deadQueue is where a dead-lettered message goes.
+	deadSubject = ledger.DeadSubjectRoot + ".events"
+)
+
+// Options configure a Projector. Zero values take the defaults above.
+type Options struct {
+	// Name of the durable consumer and of the checkpoint in the store.
+	Name string
+	// FilterSubject of the consumer; "" means every event subject. With the
+	// whole stream, the projector checks that stream sequences arrive
+	// without a gap.
+	FilterSubject string
+	BatchMax      int
+	CacheMax      int
+	SweepEvery    time.Duration
+	// Now is the clock of the ship-promise sweep; nil means time.Now.
+	Now func() time.Time
+	// Log receives one line per notable event; nil means slog.Default().
+	Log *slog.Logger
+	// SkipPublishedAlerts, for a store rebuilt from the stream at start (the
+	// memory store), does not publish again alert changes whose batch
+	// checkpoint lies below the one of the last alert message on the alert
+	// stream: they were published before the restart.
+	SkipPublishedAlerts bool
+}
+
+// Projector folds the event stream into a Store. Run it once; its read
+// methods (Applied, WaitApplied, ListingState, Health) are safe for
+// concurrent use.
+type Projector struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store projections.Store
+	o     Options
+	log   *slog.Logger
+
+	applied atomic.Uint64
+	mu      sync.Mutex
+	advance chan struct{} // closed and replaced at every commit
+	lastErr error         // last failure of a batch, nil once one commits
+	failing atomic.Bool
+
+	cache       map[projections.SKUKey]*projections.SKU
+	ckpt        uint64
+	alertFloor  uint64
+	outboxKick  chan struct{}
+	deadCount   atomic.Uint64
+	appliedRuns atomic.Uint64
+}
+
+// NewProjector returns a projector of the STOCK_EVENTS stream into store.
+func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store, o Options) *Projector {
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	if o.FilterSubject == "" {
+		o.FilterSubject = ledger.EventSubjectRoot + ".>"
+	}
+	if o.BatchMax <= 0 {
+		o.BatchMax = DefaultBatchMax
+	}
+	if o.CacheMax <= 0 {
+		o.CacheMax = DefaultCacheMax
+	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = DefaultSweepEvery
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Projector{
+		nc: nc, js: js, store: store, o: o, log: o.Log.With("projector", o.Name),
+		advance:    make(chan struct{}),
+		cache:      make(map[projections.SKUKey]*projections.SKU),
+		outboxKick: make(chan struct{}, 1),
+	}
+}
+
+// Applied returns the last stream sequence committed to the store.
+func (p *Projector) Applied() uint64 { return p.applied.Load() }
+
+// DeadLettered returns how many messages this process sent to the dead-letter
+// stream.
+func (p *Projector) DeadLettered() uint64 { return p.deadCount.Load() }
+
+// WaitApplied waits until the projector has committed stream sequence seq,
+// or ctx ends (its error returned).
+func (p *Projector) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		p.mu.Lock()
+		ch := p.advance
+		p.mu.Unlock()
+		if p.applied.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for seq %d (applied %d): %w", seq, p.applied.Load(), ctx.Err())
+		}
+	}
+}
+
+// ListingState implements ledger.Catalog from the store, once the projector
+// has applied minSeq.
+func (p *Projector) ListingState(ctx context.Context, shop, sku string, minSeq uint64) (ledger.ListingState, error) {
+	if err := p.WaitApplied(ctx, minSeq); err != nil {
+		return ledger.ListingState{}, err
+	}
+	v, err := p.store.SKU(ctx, shop, sku)
+	if errors.Is(err, projections.ErrNotFound) {
+		return ledger.ListingState{}, nil
+	}
+	if err != nil {
+		return ledger.ListingState{}, err
+	}
+	return ledger.ListingState{
+		Known: v.Status != projections.StatusUnlisted, Listed: v.Status == projections.StatusListed,
+		SalesForm: ledger.SalesForm(v.SalesForm), ShipWithinHours: v.ShipWithinHours, ShipWithinDays: v.ShipWithinDays,
+	}, nil
+}
+
+// Err returns the error of the last failed batch while the projector cannot
+// commit (the store is down, say), nil when it is healthy.
+func (p *Projector) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastErr
+}
+
+func (p *Projector) setErr(err error) {
+	p.mu.Lock()
+	p.lastErr = err
+	p.mu.Unlock()
+	p.failing.Store(err != nil)
+}
+
+// Run consumes until ctx ends, then finishes the batch in hand (committed
+// and acknowledged, or left unacknowledged, never half-applied) and
+// returns nil. It returns an error only when it cannot go on.
+func (p *Projector) Run(ctx context.Context) error {
+	ckpt, err := p.store.Checkpoint(ctx, p.o.Name)
+	if err != nil {
+		return fmt.Errorf("read checkpoint: %w", err)
+	}
+	p.ckpt = ckpt
+	p.applied.Store(ckpt)
+	if p.o.SkipPublishedAlerts {
+		p.alertFloor = p.lastPublishedAlertCheckpoint(ctx)
+	}
+	p.log.Info("projector starting", "checkpoint", ckpt, "filter", p.o.FilterSubject)
+
+	var wg sync.WaitGroup
+	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Add(1)
+	go func() { defer wg.Done(); p.publishAlerts(pubCtx) }()
+	defer func() {
+		// Publish what the last batches raised, then stop.
+		p.kickOutbox()
+		stopPub()
+		wg.Wait()
+	}()
+
+	for ctx.Err() == nil {
+		err := p.consume(ctx)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		p.setErr(err)
+		p.log.Warn("projector restarting its consumer", "err", err, "checkpoint", p.ckpt)
+		if !sleep(ctx, time.Second) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// consume (re)creates the durable consumer at the checkpoint and folds
+// batches until ctx ends or the consumer must be made again.
+func (p *Projector) consume(ctx context.Context) error {
+	cons, err := p.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*p.o.BatchMax), jetstream.PullHeartbeat(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("start pulling: %w", err)
+	}
+	defer it.Stop()
+	// msgs is bounded: when the fold falls behind, the reader blocks and the
+	// client stops pulling.
+	msgs := make(chan jetstream.Msg, p.o.BatchMax)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					readErr <- err
+				}
+				return
+			}
+			msgs <- m
+		}
+	}()
+	defer func() {
+		it.Stop()
+		for range msgs { // let the reader exit; these stay unacknowledged
+		}
+	}()
+
+	sweep := time.NewTicker(p.o.SweepEvery)
+	defer sweep.Stop()
+	batch := make([]jetstream.Msg, 0, p.o.BatchMax)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-readErr:
+			return fmt.Errorf("read messages: %w", err)
+		case <-sweep.C:
+			if err := p.sweep(ctx); err != nil {
+				return err
+			}
+		case m, ok := <-msgs:
+			if !ok {
+				select {
+				case err := <-readErr:
+					return fmt.Errorf("read messages: %w", err)
+				default:
+					return errors.New("message iterator closed")
+				}
+			}
+			batch = append(batch[:0], m)
+		fill:
+			for len(batch) < p.o.BatchMax {
+				select {
+				case m, ok := <-msgs:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, m)
+				default:
+					break fill
+				}
+			}
+			if err := p.applyBatch(ctx, batch); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// consumer returns the durable consumer positioned right after the store's
+// checkpoint. An existing consumer is reused only when it agrees with the
+// checkpoint and has nothing unacknowledged; otherwise it is made again, so
+// that nothing waits out an ack timeout after a restart.
+func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       p.o.Name,
+		Description:   "stock ledger projector",
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 4 * p.o.BatchMax,
+		FilterSubject: p.o.FilterSubject,
+		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if p.ckpt > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = p.ckpt + 1
+	}
+	if c, err := p.js.Consumer(ctx, ledger.EventStream, p.o.Name); err == nil {
+		info := c.CachedInfo()
+		if info.AckFloor.Stream == p.ckpt && info.NumAckPending == 0 && info.Config.FilterSubject == p.o.FilterSubject {
+			return c, nil
+		}
+		if err := p.js.DeleteConsumer(ctx, ledger.EventStream, p.o.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("delete consumer %s to restart it at seq %d: %w", p.o.Name, p.ckpt+1, err)
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("look up consumer %s: %w", p.o.Name, err)
+	}
+	c, err := p.js.CreateConsumer(ctx, ledger.EventStream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s at seq %d: %w", p.o.Name, p.ckpt+1, err)
+	}
+	return c, nil
+}
+
+// dead is a message the projector refuses, with the reason.
+type dead struct {
+	msg    jetstream.Msg
+	seq    uint64
+	reason string
+}
+
+// applyBatch folds, commits and acknowledges one batch, retrying a failed
+// commit until it succeeds or ctx ends (then the batch stays unacknowledged).
+func (p *Projector) applyBatch(ctx context.Context, batch []jetstream.Msg) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := p.tryBatch(ctx, batch)
+		if err == nil {
+			if p.failing.Load() {
+				p.log.Info("projector recovered", "checkpoint", p.ckpt)
+				p.setErr(nil)
+			}
+			return nil
+		}
+		var gap *gapError
+		if errors.As(err, &gap) {
+			return err
+		}
+		p.setErr(err)
+		p.log.Warn("batch not committed; retrying", "err", err, "checkpoint", p.ckpt, "wait", wait)
+		if !sleep(ctx, wait) {
+			return nil
+		}
+		wait = min(2*wait, retryWaitMax)
+	}
+}
+
+type gapError struct{ want, got uint64 }
+
+func (g *gapError) Error() string {
+	return fmt.Sprintf("stream sequence gap: expected %d, got %d", g.want, g.got)
+}
+
+func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
+	now := p.o.Now()
+	next := p.ckpt + 1
+	var (
+		deads   []dead
+		changed []*projections.SKU
+		seen    = make(map[projections.SKUKey]bool)
+		alerts  []projections.Alert
+		lastSeq = p.ckpt
+	)
+	strict := p.o.FilterSubject == ledger.EventSubjectRoot+".>"
+	for _, m := range batch {
+		meta, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("message metadata: %w", err)
+		}
+		seq := meta.Sequence.Stream
+		if seq < next {
+			continue // applied before: a redelivery
+		}
+		if strict && seq != next {
+			return &gapError{want: next, got: seq}
+		}
+		next, lastSeq = seq+1, seq
+
+		e, reason := p.decode(m, meta)
+		if reason != "" {
+			deads = append(deads, dead{m, seq, reason})
+			continue
+		}
+		k := projections.SKUKey{Shop: e.Shop, SKU: e.SKU}
+		s, err := p.load(ctx, k)
+		if err != nil {
+			p.dropCache(changed)
+			return err
+		}
+		as, err := s.Apply(seq, &e)
+		if err != nil {
+			deads = append(deads, dead{m, seq, err.Error()})
+			continue
+		}
+		alerts = append(alerts, as...)
+		if !seen[k] {
+			seen[k] = true
+			changed = append(changed, s)
+		}
+	}
+	if lastSeq == p.ckpt {
+		// Only redeliveries: acknowledge them again.
+		return p.ack(batch)
+	}
+	// A sale that arrives after its promise passed is late at once.
+	for _, s := range changed {
+		alerts = append(alerts, s.Advance(now)...)
+	}
+	if err := p.deadLetter(ctx, deads); err != nil {
+		p.dropCache(changed)
+		return err
+	}
+	if err := p.commit(ctx, changed, alerts, lastSeq); err != nil {
+		return err
+	}
+	return p.ack(batch)
+}
+
+// decode turns a message into a valid event for its subject, or says why not.
+func (p *Projector) decode(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger.Event, string) {
+	e, err := ledger.DecodeEvent(m.Data())
+	if err != nil {
+		return e, "decode: " + err.Error()
+	}
+	// A feed publishing straight onto NATS may leave out id and at: the id
+	// is derived from the stream position, the time is the store time, so
+	// that a rebuild gives the same values.
+	if e.ID == "" {
+		e.ID = uuid.NewSHA1(eventNamespace, strconv.AppendUint(nil, meta.Sequence.Stream, 10)).String()
+	}
+	if e.At.IsZero() {
+		e.At = meta.Timestamp.UTC()
+	}
+	if err := e.Validate(); err != nil {
+		return e, "validate: " + err.Error()
+	}
+	shop, sku, ok := ledger.ParseEventSubject(m.Subject())
+	if !ok || shop != e.Shop || sku != e.SKU {
+		return e, fmt.Sprintf("subject %q does not match the event's shop %q and sku %q", m.Subject(), e.Shop, e.SKU)
+	}
+	return e, ""
+}
+
+var eventNamespace = uuid.MustParse("9e0d6b7c-51b4-4c55-8a3f-6d0e2f7a1b83")
+
+func (p *Projector) load(ctx context.Context, k projections.SKUKey) (*projections.SKU, error) {
+	if s, ok := p.cache[k]; ok {
+		return s, nil
+	}
+	s, err := p.store.LoadSKU(ctx, k.Shop, k.SKU)
+	if err != nil {
+		return nil, fmt.Errorf("load %s/%s: %w", k.Shop, k.SKU, err)
+	}
+	if s == nil {
+		s = projections.NewSKU(k.Shop, k.SKU)
+	}
+	p.cache[k] = s
+	return s, nil
+}
+
+// dropCache forgets SKU states changed by a batch that did not commit: they
+// are reloaded from the store, as it last committed them.
+func (p *Projector) dropCache(changed []*projections.SKU) {
+	for _, s := range changed {
+		delete(p.cache, projections.SKUKey{Shop: s.Shop, SKU: s.SKU})
+	}
+}
+
+// commit writes the batch, then tells waiters, publishes views and wakes the
+// alert publisher. On failure the changed states are dropped from the cache.
+func (p *Projector) commit(ctx context.Context, changed []*projections.SKU, alerts []projections.Alert, lastSeq uint64) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	b := &projections.Batch{Projector: p.o.Name, PrevSeq: p.ckpt, LastSeq: lastSeq, SKUs: changed, Alerts: alerts}
+	if err := p.store.Commit(cctx, b); err != nil {
+		p.dropCache(changed)
+		return fmt.Errorf("commit seq %d..%d: %w", p.ckpt+1, lastSeq, err)
+	}
+	for _, s := range changed {
+		s.ClearDirty()
+	}
+	p.ckpt = lastSeq
+	p.applied.Store(lastSeq)
+	p.mu.Lock()
+	close(p.advance)
+	p.advance = make(chan struct{})
+	p.mu.Unlock()
+	p.appliedRuns.Add(1)
+	p.publishViews(changed)
+	if len(alerts) > 0 {
+		p.kickOutbox()
+	}
+	p.trimCache(changed)
+	return nil
+}
+
+func (p *Projector) trimCache(keep []*projections.SKU) {
+	if len(p.cache) <= p.o.CacheMax {
+		return
+	}
+	kept := make(map[projections.SKUKey]*projections.SKU, len(keep))
+	for _, s := range keep {
+		kept[projections.SKUKey{Shop: s.Shop, SKU: s.SKU}] = s
+	}
+	for k := range p.cache {
+		if len(p.cache) <= p.o.CacheMax/2 {
+			break
+		}
+		if _, ok := kept[k]; !ok {
+			delete(p.cache, k)
+		}
+	}
+}
+
+func (p *Projector) ack(batch []jetstream.Msg) error {
+	// AckAll: acknowledging the last message acknowledges the batch. A lost
+	// ack only means a redelivery, which the checkpoint skips.
+	if err := batch[len(batch)-1].Ack(); err != nil {
+		p.log.Warn("ack failed; the batch will be redelivered and skipped", "err", err)
+	}
+	return nil
+}
+
+// publishViews sends each changed SKU's view on its view subject. Core NATS:
+// a dashboard that missed one reads the current view over HTTP.
+func (p *Projector) publishViews(changed []*projections.SKU) {
+	for _, s := range changed {
+		data, err := json.Marshal(s.View())
+		if err != nil {
+			continue
+		}
+		if err := p.nc.Publish(ledger.ViewSubject(s.Shop, s.SKU), data); err != nil {
+			p.log.Warn("publish view", "shop", s.Shop, "sku", s.SKU, "err", err)
+			return
+		}
+	}
+}
+
+// deadLetter publishes refused messages to the dead-letter stream and waits
+// for the acks: a message is never acknowledged before it is either applied
+// or dead-lettered.
+func (p *Projector) deadLetter(ctx context.Context, deads []dead) error {
+	for _, d := range deads {
+		msg := &nats.Msg{Subject: deadSubject, Data: d.msg.Data(), Header: nats.Header{}}
+		msg.Header.Set(ledger.HeaderDeadReason, truncate(d.reason, 1024))
+		msg.Header.Set(ledger.HeaderDeadSubject, d.msg.Subject())
+		msg.Header.Set(ledger.HeaderDeadSeq, strconv.FormatUint(d.seq, 10))
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID("dead-"+strconv.FormatUint(d.seq, 10)), jetstream.WithExpectStream(ledger.DeadStream))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("dead-letter seq %d: %w", d.seq, err)
+		}
+		p.deadCount.Add(1)
+		p.log.Warn("event dead-lettered", "seq", d.seq, "subject", d.msg.Subject(), "reason", truncate(d.reason, 300))
+	}
+	return nil
+}
+
+// sweep raises ship_late for orders whose promise has passed since the last
+// event of their SKU, and commits those changes at the current checkpoint.
+func (p *Projector) sweep(ctx context.Context) error {
+	now := p.o.Now()
+	keys, err := p.store.DueSKUs(ctx, now, sweepSKUsMax)
+	if err != nil {
+		p.setErr(fmt.Errorf("sweep: %w", err))
+		return nil
+	}
+	var changed []*projections.SKU
+	var alerts []projections.Alert
+	for _, k := range keys {
+		s, err := p.load(ctx, k)
+		if err != nil {
+			p.dropCache(changed)
+			p.setErr(fmt.Errorf("sweep: %w", err))
+			return nil
+		}
+		if as := s.Advance(now); len(as) > 0 || len(s.DirtyOrders()) > 0 {
+			alerts = append(alerts, as...)
+			changed = append(changed, s)
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	if err := p.commit(ctx, changed, alerts, p.ckpt); err != nil {
+		p.setErr(fmt.Errorf("sweep: %w", err))
+		return nil
+	}
+	p.log.Info("ship promises passed", "skus", len(changed), "alerts", len(alerts))
+	return nil
+}
+
+func (p *Projector) kickOutbox() {
+	select {
+	case p.outboxKick <- struct{}{}:
+	default:
+	}
+}
+
+// publishAlerts drains the store's alert outbox onto the alert stream, each
+// change with Nats-Msg-Id <alert id>:<rev> so that a change published twice
+// (a crash between publish and delete) is stored once within the window.
+func (p *Projector) publishAlerts(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		for {
+			n, err := p.flushOutbox(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					p.log.Warn("alert publish failed; will retry", "err", err)
+				}
+				break
+			}
+			if n < outboxBatchMax {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.outboxKick:
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *Projector) flushOutbox(ctx context.Context) (int, error) {
+	pending, err := p.store.PendingAlerts(ctx, outboxBatchMax)
+	if err != nil || len(pending) == 0 {
+		return 0, err
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(pending))
+	for _, ob := range pending {
+		if p.alertFloor > 0 && ob.Checkpoint < p.alertFloor {
+			continue // published before this process started
+		}
+		data, err := json.Marshal(ob.Alert)
+		if err != nil {
+			return 0, err
+		}
+		msg := &nats.Msg{Subject: ledger.AlertSubject(ob.Alert.Shop, string(ob.Alert.Kind)), Data: data, Header: nats.Header{}}
+		msg.Header.Set(ledger.HeaderCheckpoint, strconv.FormatUint(ob.Checkpoint, 10))
+		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(ob.Alert.ID+":"+strconv.Itoa(ob.Alert.Rev)), jetstream.WithExpectStream(ledger.AlertStream))
+		if err != nil {
+			return 0, fmt.Errorf("publish alert %s: %w", ob.Alert.ID, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return 0, fmt.Errorf("publish alert: %w", err)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	if err := p.store.DeletePendingAlerts(ctx, pending[len(pending)-1].ID); err != nil {
+		return 0, fmt.Errorf("delete published alerts: %w", err)
+	}
+	return len(pending), nil
+}
+
+// lastPublishedAlertCheckpoint reads the batch checkpoint of the last
+// message on the alert stream, 0 when there is none.
+func (p *Projector) lastPublishedAlertCheckpoint(ctx context.Context) uint64 {
+	st, err := p.js.Stream(ctx, ledger.AlertStream)
+	if err != nil {
+		return 0
+	}
+	m, err := st.GetLastMsgForSubject(ctx, ledger.AlertSubjectRoot+".>")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(m.Header.Get(ledger.HeaderCheckpoint), 10, 64)
+	return n
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
