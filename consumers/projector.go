@@ -600,7 +600,10 @@ func (p *Projector) sweep(ctx context.Context) error {
 			p.setErr(fmt.Errorf("sweep: %w", err))
 			return nil
 		}
-		if as := s.Advance(now); len(as) > 0 || len(s.DirtyOrders()) > 0 {
+		before := s.NextDue
+		// A SKU whose NextDue moved is written too, even with nothing late:
+		// else its stale NextDue keeps it among the candidates for ever.
+		if as := s.Advance(now); len(as) > 0 || len(s.DirtyOrders()) > 0 || !s.NextDue.Equal(before) {
 			alerts = append(alerts, as...)
 			changed = append(changed, s)
 		}

@@ -27,6 +27,9 @@ func DecodeEvent(data []byte) (Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {
+		if fe := badTime(data); fe != nil {
+			return e, fe
+		}
 		return e, jsonError(0, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -108,7 +111,7 @@ func jsonError(index int, err error) error {
 	case errors.As(err, &syntaxErr):
 		return &FieldError{Index: index, Field: "body", Rule: fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)}
 	case errors.As(err, &timeErr):
-		return &FieldError{Index: index, Field: timeField(err), Value: quote(timeErr.Value), Rule: "must be an RFC 3339 time such as 2026-11-26T20:00:00+08:00"}
+		return &FieldError{Index: index, Field: "at", Value: quote(timeErr.Value), Rule: "must be an RFC 3339 time such as 2026-11-26T20:00:00+08:00"}
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return &FieldError{Index: index, Field: "body", Rule: "malformed JSON: unexpected end of input"}
 	}
@@ -119,13 +122,29 @@ func jsonError(index int, err error) error {
 	return &FieldError{Index: index, Field: "body", Rule: err.Error()}
 }
 
-// timeField names the time field a parse error came from; encoding/json does
-// not say, so it is told from the Event fields that hold times.
-func timeField(err error) string {
-	if strings.Contains(err.Error(), "deliver_by") {
-		return "deliver_by"
+// badTime finds a time field that does not hold an RFC 3339 string:
+// encoding/json does not name the field of a time.Time that failed.
+func badTime(data []byte) *FieldError {
+	var times struct {
+		At        json.RawMessage `json:"at"`
+		DeliverBy json.RawMessage `json:"deliver_by"`
 	}
-	return "at"
+	if json.Unmarshal(data, &times) != nil {
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"at", times.At}, {"deliver_by", times.DeliverBy}} {
+		if len(f.raw) == 0 || string(f.raw) == "null" {
+			continue
+		}
+		var t time.Time
+		if err := t.UnmarshalJSON(f.raw); err != nil {
+			return &FieldError{Field: f.name, Value: quote(string(f.raw)), Rule: "must be an RFC 3339 time such as 2026-11-26T20:00:00+08:00"}
+		}
+	}
+	return nil
 }
 
 func jsonKind(goType string) string {

@@ -109,7 +109,8 @@ func (e *Event) Normalize(now time.Time) {
 		e.ID = uuid.NewString()
 	}
 	if e.At.IsZero() {
-		e.At = now.UTC()
+		// Microseconds: what Postgres keeps, so both read models agree.
+		e.At = now.UTC().Truncate(time.Microsecond)
 	}
 }
 

@@ -105,14 +105,12 @@ func (m *MemoryStore) Commit(_ context.Context, b *Batch) error {
 	}
 	for _, a := range b.Alerts {
 		m.alerts[a.ID] = a
-		rec := m.skus[SKUKey{a.Shop, a.SKU}]
-		if rec == nil {
-			continue // an alert always comes with its SKU in the batch
-		}
-		if a.State == AlertOpen {
-			rec.open[a.ID] = struct{}{}
-		} else {
-			delete(rec.open, a.ID)
+		if rec := m.skus[SKUKey{a.Shop, a.SKU}]; rec != nil {
+			if a.State == AlertOpen {
+				rec.open[a.ID] = struct{}{}
+			} else {
+				delete(rec.open, a.ID)
+			}
 		}
 		m.outboxNext++
 		m.outbox = append(m.outbox, OutboxAlert{ID: m.outboxNext, Alert: a, Checkpoint: b.LastSeq})
@@ -198,7 +196,7 @@ func SortAlerts(as []Alert) {
 func (m *MemoryStore) PendingAlerts(_ context.Context, limit int) ([]OutboxAlert, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	n := min(limit, len(m.outbox))
+	n := max(0, min(limit, len(m.outbox)))
 	return slices.Clone(m.outbox[:n]), nil
 }
 

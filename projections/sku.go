@@ -184,10 +184,10 @@ func (s *SKU) Apply(seq uint64, e *ledger.Event) ([]Alert, error) {
 		}
 	}
 	var changes []Alert
+	s.LastSeq = seq
+	s.UpdatedAt = e.At.UTC()
 	// Time passes with the events: orders due before this one happened are late.
 	changes = s.advance(e.At, changes)
-	s.LastSeq = seq
-	s.UpdatedAt = e.At
 
 	switch e.Type {
 	case ledger.Listing:
@@ -313,6 +313,7 @@ func (s *SKU) sale(seq uint64, e *ledger.Event, changes []Alert) []Alert {
 	case early && o.State == OrderShipped:
 		if form == ledger.Spot {
 			s.OnHand -= qty
+			s.OnHandSet = true
 		}
 	default:
 		if form == ledger.Spot {

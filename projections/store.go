@@ -71,8 +71,10 @@ type Store interface {
 	// Commit writes a batch atomically: all of it or none of it. It
 	// returns ErrCheckpointMoved when the checkpoint is not b.PrevSeq.
 	Commit(ctx context.Context, b *Batch) error
-	// DueSKUs returns up to limit SKUs with an open order not yet late whose
-	// promise is at or before now.
+	// DueSKUs returns up to limit SKUs whose stored NextDue is at or before
+	// now: candidates for the ship-promise sweep. NextDue is a lower bound,
+	// so a candidate may have nothing due; the sweep commits its advanced
+	// NextDue so that it stops being returned.
 	DueSKUs(ctx context.Context, now time.Time, limit int) ([]SKUKey, error)
 
 	// SKU returns one SKU's view, or ErrNotFound.

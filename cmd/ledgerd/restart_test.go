@@ -287,4 +287,3 @@ func num(v any) int64 {
 func waitFor(d time.Duration) {
 	<-time.After(d)
 }
-

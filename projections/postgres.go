@@ -1,0 +1,609 @@
+package projections
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// migrationFiles holds the schema, applied in order by OpenPostgres. go:embed
+// needs a package-level variable; it is read-only.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrationName is the file name of a migration: its version, then a name.
+var migrationName = regexp.MustCompile(`^([0-9]{3})_[a-z0-9_]+\.sql$`)
+
+// schemaName is what PostgresOptions.Schema accepts: a plain identifier of at
+// most 63 bytes (Postgres cuts longer names).
+var schemaName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// Pool settings of the Postgres store, set explicitly rather than left to
+// pgxpool's defaults.
+const (
+	// pgDefaultMaxConns is the pool size when PostgresOptions.MaxConns is 0:
+	// one projector writer and a few concurrent HTTP reads.
+	pgDefaultMaxConns int32 = 8
+	// pgMaxConnsMax bounds PostgresOptions.MaxConns; Postgres' own default
+	// max_connections is 100.
+	pgMaxConnsMax int32 = 256
+	// pgMaxConnIdleTime closes a connection idle this long.
+	pgMaxConnIdleTime = 5 * time.Minute
+	// pgMaxConnLifetime recycles every connection this often (failover, DNS).
+	pgMaxConnLifetime = time.Hour
+	// pgHealthCheckPeriod is how often idle connections are checked.
+	pgHealthCheckPeriod = 30 * time.Second
+	// pgConnectTimeout bounds one connection attempt when the URL sets no
+	// connect_timeout.
+	pgConnectTimeout = 10 * time.Second
+	// pgMigrationLock is the first key of the advisory lock that serialises
+	// migrations; the second is a hash of the schema, so that instances of
+	// different schemas do not wait for each other.
+	pgMigrationLock int32 = 0x534b55 // "SKU"
+)
+
+// PostgresOptions configures OpenPostgres.
+type PostgresOptions struct {
+	// Schema, when not empty, is created if missing and is the search_path
+	// of every pooled connection: the store's tables live there. It must
+	// match ^[A-Za-z_][A-Za-z0-9_]{0,62}$.
+	Schema string
+	// MaxConns bounds the pool; 0 means 8. It overrides a pool_max_conns in
+	// the URL.
+	MaxConns int32
+}
+
+// PostgresStore is the read model in Postgres (pgx/v5). It is safe for
+// concurrent use. Times are kept to the microsecond (timestamptz) and read
+// back in UTC; the SKU fold state is stored whole as JSON and keeps its times
+// exactly.
+type PostgresStore struct {
+	pool *pgxpool.Pool
+}
+
+// OpenPostgres connects to the database at url, creates o.Schema if it is
+// set and missing, and applies every embedded migration not yet applied, each
+// once and in its own transaction, under an advisory lock so that instances
+// starting together do not race. The caller closes the store.
+func OpenPostgres(ctx context.Context, url string, o PostgresOptions) (*PostgresStore, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err) // pgconn redacts the password
+	}
+	switch {
+	case o.MaxConns == 0:
+		cfg.MaxConns = pgDefaultMaxConns
+	case o.MaxConns < 0 || o.MaxConns > pgMaxConnsMax:
+		return nil, fmt.Errorf("open postgres: max conns %d: must be from 1 to %d (0 for %d)", o.MaxConns, pgMaxConnsMax, pgDefaultMaxConns)
+	default:
+		cfg.MaxConns = o.MaxConns
+	}
+	cfg.MinConns = 0
+	cfg.MaxConnIdleTime = pgMaxConnIdleTime
+	cfg.MaxConnLifetime = pgMaxConnLifetime
+	cfg.HealthCheckPeriod = pgHealthCheckPeriod
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = pgConnectTimeout
+	}
+	if o.Schema != "" {
+		if !schemaName.MatchString(o.Schema) {
+			return nil, fmt.Errorf("open postgres: schema %q: must match %s", o.Schema, schemaName)
+		}
+		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{o.Schema}.Sanitize()
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	p := &PostgresStore{pool: pool}
+	if err := p.migrate(ctx, o.Schema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	return p, nil
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
+	}
+	var out []migration
+	for _, e := range entries { // ReadDir sorts by name, so by version
+		m := migrationName.FindStringSubmatch(e.Name())
+		if m == nil {
+			return nil, fmt.Errorf("migration file %q: name must match %s", e.Name(), migrationName)
+		}
+		v, _ := strconv.Atoi(m[1]) // three digits: cannot fail
+		if len(out) > 0 && out[len(out)-1].version == v {
+			return nil, fmt.Errorf("migration file %q: version %d used twice", e.Name(), v)
+		}
+		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("read migration %q: %w", e.Name(), err)
+		}
+		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	return out, nil
+}
+
+// lockMigrations takes the migration lock until the end of the transaction.
+// Caller holds tx.
+func lockMigrations(ctx context.Context, tx pgx.Tx, schema string) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1::integer, hashtext($2))`, pgMigrationLock, schema); err != nil {
+		return fmt.Errorf("take migration lock: %w", err)
+	}
+	return nil
+}
+
+// migrate creates the schema and the schema_migrations table, then applies
+// every migration not yet recorded there.
+func (p *PostgresStore) migrate(ctx context.Context, schema string) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := lockMigrations(ctx, tx, schema); err != nil {
+			return err
+		}
+		if schema != "" {
+			// An identifier cannot be a parameter; schema matched schemaName
+			// and is quoted.
+			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize()); err != nil {
+				return fmt.Errorf("create schema %q: %w", schema, err)
+			}
+		}
+		_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    integer PRIMARY KEY,
+			applied_at timestamptz NOT NULL
+		)`)
+		if err != nil {
+			return fmt.Errorf("create schema_migrations: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+			if err := lockMigrations(ctx, tx, schema); err != nil {
+				return err
+			}
+			var applied bool
+			err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.version).Scan(&applied)
+			if err != nil || applied {
+				return err
+			}
+			// No arguments: pgx sends the file with the simple protocol,
+			// which runs several statements.
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())`, m.version)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// Checkpoint implements Store.
+func (p *PostgresStore) Checkpoint(ctx context.Context, projector string) (uint64, error) {
+	var seq uint64
+	err := p.pool.QueryRow(ctx, `SELECT seq FROM checkpoints WHERE projector = $1`, projector).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read checkpoint of %q: %w", projector, err)
+	}
+	return seq, nil
+}
+
+const (
+	sqlSKUState = `SELECT state FROM skus WHERE shop = $1 AND sku = $2`
+
+	sqlOrderColumns = `order_id, qty, unit_price_fen, sales_form, sold_at, due, seq, state, late, closed_at, early`
+	sqlSKUOrders    = `SELECT ` + sqlOrderColumns + ` FROM orders WHERE shop = $1 AND sku = $2`
+
+	sqlAlertColumns = `id, kind, shop, sku, order_id, state, raised_at, resolved_at, message, units_short, exposure_fen, seq, updated_seq, rev`
+	sqlSKUAlerts    = `SELECT ` + sqlAlertColumns + ` FROM alerts WHERE shop = $1 AND sku = $2 AND state = 'open'`
+)
+
+// LoadSKU implements Store. It reads the SKU, its orders and its open alerts
+// in one repeatable-read transaction, so that they come from one commit.
+func (p *PostgresStore) LoadSKU(ctx context.Context, shop, sku string) (*SKU, error) {
+	var s *SKU
+	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(sqlSKUState, shop, sku).QueryRow(func(row pgx.Row) error {
+			var state []byte
+			if err := row.Scan(&state); err != nil {
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil
+				}
+				return err
+			}
+			s = &SKU{}
+			if err := json.Unmarshal(state, s); err != nil {
+				return fmt.Errorf("decode state: %w", err)
+			}
+			return nil
+		})
+		b.Queue(sqlSKUOrders, shop, sku).Query(func(rows pgx.Rows) error {
+			orders, err := pgx.CollectRows(rows, scanOrder)
+			if err != nil || s == nil {
+				return err
+			}
+			s.Orders = make(map[string]*Order, len(orders))
+			for _, o := range orders {
+				s.Orders[o.ID] = o
+			}
+			return nil
+		})
+		b.Queue(sqlSKUAlerts, shop, sku).Query(func(rows pgx.Rows) error {
+			alerts, err := pgx.CollectRows(rows, scanAlert)
+			if err != nil || s == nil {
+				return err
+			}
+			s.Alerts = make(map[string]*Alert, len(alerts))
+			for _, a := range alerts {
+				s.Alerts[alertKey(a.Kind, a.OrderID)] = &a
+			}
+			return nil
+		})
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load sku %s/%s: %w", shop, sku, err)
+	}
+	if s == nil {
+		return nil, nil
+	}
+	s.Restore()
+	return s, nil
+}
+
+const (
+	// sqlCheckpointMove moves an existing checkpoint from $3 to $2.
+	sqlCheckpointMove = `UPDATE checkpoints SET seq = $2 WHERE projector = $1 AND seq = $3`
+	// sqlCheckpointStart writes a projector's first checkpoint, or moves one
+	// still at 0: a missing checkpoint is 0.
+	sqlCheckpointStart = `INSERT INTO checkpoints (projector, seq) VALUES ($1, $2)
+		ON CONFLICT (projector) DO UPDATE SET seq = EXCLUDED.seq WHERE checkpoints.seq = 0`
+
+	sqlUpsertSKU = `INSERT INTO skus (shop, sku, state, next_due, title, status, sales_form,
+		ship_within_hours, ship_within_days, price_fen, listed, on_hand, committed, available,
+		capacity, presale_committed, capacity_left, open_orders, late_orders, exposure_fen,
+		open_alerts, last_seq, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+		ON CONFLICT (shop, sku) DO UPDATE SET state = EXCLUDED.state, next_due = EXCLUDED.next_due,
+		title = EXCLUDED.title, status = EXCLUDED.status, sales_form = EXCLUDED.sales_form,
+		ship_within_hours = EXCLUDED.ship_within_hours, ship_within_days = EXCLUDED.ship_within_days,
+		price_fen = EXCLUDED.price_fen, listed = EXCLUDED.listed, on_hand = EXCLUDED.on_hand,
+		committed = EXCLUDED.committed, available = EXCLUDED.available, capacity = EXCLUDED.capacity,
+		presale_committed = EXCLUDED.presale_committed, capacity_left = EXCLUDED.capacity_left,
+		open_orders = EXCLUDED.open_orders, late_orders = EXCLUDED.late_orders,
+		exposure_fen = EXCLUDED.exposure_fen, open_alerts = EXCLUDED.open_alerts,
+		last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at`
+
+	sqlUpsertOrder = `INSERT INTO orders (shop, sku, order_id, qty, unit_price_fen, sales_form,
+		sold_at, due, seq, state, late, closed_at, early)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		ON CONFLICT (shop, sku, order_id) DO UPDATE SET qty = EXCLUDED.qty,
+		unit_price_fen = EXCLUDED.unit_price_fen, sales_form = EXCLUDED.sales_form,
+		sold_at = EXCLUDED.sold_at, due = EXCLUDED.due, seq = EXCLUDED.seq, state = EXCLUDED.state,
+		late = EXCLUDED.late, closed_at = EXCLUDED.closed_at, early = EXCLUDED.early`
+
+	sqlUpsertAlert = `INSERT INTO alerts (` + sqlAlertColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, shop = EXCLUDED.shop, sku = EXCLUDED.sku,
+		order_id = EXCLUDED.order_id, state = EXCLUDED.state, raised_at = EXCLUDED.raised_at,
+		resolved_at = EXCLUDED.resolved_at, message = EXCLUDED.message,
+		units_short = EXCLUDED.units_short, exposure_fen = EXCLUDED.exposure_fen, seq = EXCLUDED.seq,
+		updated_seq = EXCLUDED.updated_seq, rev = EXCLUDED.rev`
+
+	sqlInsertOutbox = `INSERT INTO alert_outbox (alert, checkpoint) VALUES ($1, $2)`
+)
+
+// Commit implements Store. The whole batch is one transaction and one
+// pipelined round trip (pgx.Batch) besides BEGIN and COMMIT. The checkpoint
+// row is written first, so two projectors committing on the same checkpoint
+// queue behind its row lock and the second finds it moved.
+//
+// Unlike MemoryStore the outbox has no size bound: it lives on disk, and
+// PendingAlerts reads it in pages.
+func (p *PostgresStore) Commit(ctx context.Context, b *Batch) error {
+	batch := &pgx.Batch{}
+	if b.PrevSeq == 0 {
+		batch.Queue(sqlCheckpointStart, b.Projector, b.LastSeq)
+	} else {
+		batch.Queue(sqlCheckpointMove, b.Projector, b.LastSeq, b.PrevSeq)
+	}
+	for _, s := range b.SKUs {
+		state, err := json.Marshal(s)
+		if err != nil {
+			return fmt.Errorf("commit batch to seq %d: encode sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
+		}
+		v := s.View()
+		batch.Queue(sqlUpsertSKU, s.Shop, s.SKU, state, nullTime(s.NextDue), v.Title, string(v.Status), v.SalesForm,
+			v.ShipWithinHours, v.ShipWithinDays, v.PriceFen, v.Listed, v.OnHand, v.Committed, v.Available,
+			v.Capacity, v.PresaleCommitted, v.CapacityLeft, v.OpenOrders, v.LateOrders, v.ExposureFen,
+			v.OpenAlerts, v.LastSeq, v.UpdatedAt)
+		for _, o := range s.DirtyOrders() {
+			batch.Queue(sqlUpsertOrder, s.Shop, s.SKU, o.ID, o.Qty, o.UnitPriceFen, string(o.SalesForm),
+				nullTime(o.SoldAt), nullTime(o.Due), o.Seq, string(o.State), o.Late, nullTime(o.ClosedAt), o.Early)
+		}
+	}
+	// The alerts table keeps each alert's latest change; the outbox every one.
+	last := make(map[string]int, len(b.Alerts))
+	for i, a := range b.Alerts {
+		last[a.ID] = i
+	}
+	for i, a := range b.Alerts {
+		if last[a.ID] != i {
+			continue
+		}
+		batch.Queue(sqlUpsertAlert, a.ID, string(a.Kind), a.Shop, a.SKU, a.OrderID, string(a.State), a.RaisedAt,
+			a.ResolvedAt, a.Message, a.UnitsShort, a.ExposureFen, a.Seq, a.UpdatedSeq, a.Rev)
+	}
+	for _, a := range b.Alerts {
+		doc, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("commit batch to seq %d: encode alert %s: %w", b.LastSeq, a.ID, err)
+		}
+		batch.Queue(sqlInsertOutbox, doc, b.LastSeq)
+	}
+
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("commit batch to seq %d: begin: %w", b.LastSeq, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit; on failure the transaction is void anyway
+	br := tx.SendBatch(ctx, batch)
+	tag, err := br.Exec()
+	if err != nil {
+		_ = br.Close()
+		return fmt.Errorf("commit batch to seq %d: write checkpoint: %w", b.LastSeq, err)
+	}
+	if tag.RowsAffected() != 1 {
+		_ = br.Close()
+		return fmt.Errorf("commit batch to seq %d: checkpoint of %q is not %d: %w", b.LastSeq, b.Projector, b.PrevSeq, ErrCheckpointMoved)
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
+	}
+	return nil
+}
+
+// DueSKUs implements Store. As with MemoryStore, a limit of 0 returns nothing
+// and a negative limit everything due.
+func (p *PostgresStore) DueSKUs(ctx context.Context, now time.Time, limit int) ([]SKUKey, error) {
+	if limit == 0 {
+		return nil, nil
+	}
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	rows, err := p.pool.Query(ctx, `SELECT shop, sku FROM skus
+		WHERE next_due IS NOT NULL AND next_due <= $1 ORDER BY next_due LIMIT $2`, now, lim)
+	if err != nil {
+		return nil, fmt.Errorf("read skus due by %s: %w", now.UTC().Format(time.RFC3339Nano), err)
+	}
+	var out []SKUKey
+	for rows.Next() {
+		var k SKUKey
+		if err := rows.Scan(&k.Shop, &k.SKU); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read skus due by %s: %w", now.UTC().Format(time.RFC3339Nano), err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read skus due by %s: %w", now.UTC().Format(time.RFC3339Nano), err)
+	}
+	return out, nil
+}
+
+const sqlViewColumns = `shop, sku, title, status, sales_form, ship_within_hours, ship_within_days, price_fen,
+	listed, on_hand, committed, available, capacity, presale_committed, capacity_left, open_orders,
+	late_orders, exposure_fen, open_alerts, last_seq, updated_at`
+
+// SKU implements Store.
+func (p *PostgresStore) SKU(ctx context.Context, shop, sku string) (View, error) {
+	rows, _ := p.pool.Query(ctx, `SELECT `+sqlViewColumns+` FROM skus WHERE shop = $1 AND sku = $2`, shop, sku)
+	v, err := pgx.CollectExactlyOneRow(rows, scanView)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return View{}, fmt.Errorf("sku %s/%s: %w", shop, sku, ErrNotFound)
+	}
+	if err != nil {
+		return View{}, fmt.Errorf("read sku %s/%s: %w", shop, sku, err)
+	}
+	return v, nil
+}
+
+// SKUs implements Store.
+func (p *PostgresStore) SKUs(ctx context.Context, shop string) ([]View, error) {
+	rows, _ := p.pool.Query(ctx, `SELECT `+sqlViewColumns+` FROM skus WHERE shop = $1 ORDER BY sku LIMIT $2`, shop, MaxReadRows)
+	vs, err := pgx.CollectRows(rows, scanView)
+	if err != nil {
+		return nil, fmt.Errorf("read skus of shop %s: %w", shop, err)
+	}
+	if vs == nil {
+		vs = []View{}
+	}
+	return vs, nil
+}
+
+// Alerts implements Store.
+func (p *PostgresStore) Alerts(ctx context.Context, f AlertFilter) ([]Alert, error) {
+	limit := f.Limit
+	if limit <= 0 || limit > MaxReadRows {
+		limit = MaxReadRows
+	}
+	const order = ` ORDER BY exposure_fen DESC, raised_at, id LIMIT `
+	var rows pgx.Rows
+	if f.State == "" {
+		rows, _ = p.pool.Query(ctx, `SELECT `+sqlAlertColumns+` FROM alerts WHERE shop = $1`+order+`$2`, f.Shop, limit)
+	} else {
+		rows, _ = p.pool.Query(ctx, `SELECT `+sqlAlertColumns+` FROM alerts WHERE shop = $1 AND state = $2`+order+`$3`, f.Shop, string(f.State), limit)
+	}
+	as, err := pgx.CollectRows(rows, scanAlert)
+	if err != nil {
+		return nil, fmt.Errorf("read alerts of shop %s (state %q): %w", f.Shop, f.State, err)
+	}
+	if as == nil {
+		as = []Alert{}
+	}
+	return as, nil
+}
+
+// PendingAlerts implements Store. A limit of 0 or less returns nothing.
+func (p *PostgresStore) PendingAlerts(ctx context.Context, limit int) ([]OutboxAlert, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, _ := p.pool.Query(ctx, `SELECT id, alert, checkpoint FROM alert_outbox ORDER BY id LIMIT $1`, limit)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OutboxAlert, error) {
+		var (
+			o   OutboxAlert
+			doc []byte
+		)
+		if err := row.Scan(&o.ID, &doc, &o.Checkpoint); err != nil {
+			return o, err
+		}
+		if err := json.Unmarshal(doc, &o.Alert); err != nil {
+			return o, fmt.Errorf("decode outbox entry %d: %w", o.ID, err)
+		}
+		return o, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read alert outbox: %w", err)
+	}
+	return out, nil
+}
+
+// DeletePendingAlerts implements Store.
+func (p *PostgresStore) DeletePendingAlerts(ctx context.Context, upTo int64) error {
+	if _, err := p.pool.Exec(ctx, `DELETE FROM alert_outbox WHERE id <= $1`, upTo); err != nil {
+		return fmt.Errorf("delete alert outbox up to %d: %w", upTo, err)
+	}
+	return nil
+}
+
+// Ping implements Store: it checks that a pooled connection answers.
+func (p *PostgresStore) Ping(ctx context.Context) error {
+	if err := p.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping postgres: %w", err)
+	}
+	return nil
+}
+
+// Close implements Store: it closes the pool, waiting for connections in use
+// to be returned. Close is safe to call more than once.
+func (p *PostgresStore) Close() { p.pool.Close() }
+
+func scanView(row pgx.CollectableRow) (View, error) {
+	var v View
+	err := row.Scan(&v.Shop, &v.SKU, &v.Title, &v.Status, &v.SalesForm, &v.ShipWithinHours, &v.ShipWithinDays,
+		&v.PriceFen, &v.Listed, &v.OnHand, &v.Committed, &v.Available, &v.Capacity, &v.PresaleCommitted,
+		&v.CapacityLeft, &v.OpenOrders, &v.LateOrders, &v.ExposureFen, &v.OpenAlerts, &v.LastSeq, &v.UpdatedAt)
+	v.UpdatedAt = v.UpdatedAt.UTC()
+	return v, err
+}
+
+func scanOrder(row pgx.CollectableRow) (*Order, error) {
+	var (
+		o                     Order
+		soldAt, due, closedAt *time.Time
+	)
+	err := row.Scan(&o.ID, &o.Qty, &o.UnitPriceFen, &o.SalesForm, &soldAt, &due, &o.Seq, &o.State, &o.Late, &closedAt, &o.Early)
+	o.SoldAt, o.Due, o.ClosedAt = utcOrZero(soldAt), utcOrZero(due), utcOrZero(closedAt)
+	return &o, err
+}
+
+func scanAlert(row pgx.CollectableRow) (Alert, error) {
+	var a Alert
+	err := row.Scan(&a.ID, &a.Kind, &a.Shop, &a.SKU, &a.OrderID, &a.State, &a.RaisedAt, &a.ResolvedAt, &a.Message,
+		&a.UnitsShort, &a.ExposureFen, &a.Seq, &a.UpdatedSeq, &a.Rev)
+	a.RaisedAt = a.RaisedAt.UTC()
+	if a.ResolvedAt != nil {
+		t := a.ResolvedAt.UTC()
+		a.ResolvedAt = &t
+	}
+	return a, err
+}
+
+// nullTime stores the zero time as NULL.
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func utcOrZero(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// IsTransient reports whether err is worth retrying after a wait: the
+// database or the connection to it failed, not the request. It classifies
+// Postgres errors by SQLSTATE: class 08 (connection exception), 40001
+// (serialization failure), 40P01 (deadlock), 57P01 to 57P03 (admin or crash
+// shutdown, cannot connect now) and 53300 (too many connections). Network
+// errors, an unexpected EOF, a deadline that expired on an unanswering
+// connection, and pgconn errors raised before anything was sent are transient
+// too. A cancelled context is not: the caller is stopping.
+func IsTransient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch code := pgErr.Code; {
+		case strings.HasPrefix(code, "08"):
+			return true
+		case code == "40001", code == "40P01", code == "53300",
+			code == "57P01", code == "57P02", code == "57P03":
+			return true
+		}
+		return false
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return true
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || pgconn.SafeToRetry(err)
+}
