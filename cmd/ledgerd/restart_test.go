@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,12 +36,68 @@ func TestKillRestart(t *testing.T) {
 	}
 	t.Run("memory", func(t *testing.T) { killRestart(t, bin, "") })
 	t.Run("postgres", func(t *testing.T) { killRestart(t, bin, testDatabaseURL(t)) })
+	t.Run("sigterm", func(t *testing.T) { sigtermStops(t, bin) })
+}
+
+// sigtermStops sends SIGTERM to a ledgerd under load: it must exit 0 after
+// saying it stopped, and a restart must show every acknowledged event.
+func sigtermStops(t *testing.T, bin string) {
+	httpAddr, natsAddr := freePort(t), freePort(t)
+	env := []string{"LEDGER_HTTP_ADDR=" + httpAddr, "LEDGER_NATS_LISTEN=" + natsAddr,
+		"LEDGER_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + testDatabaseURL(t), "NATS_URL="}
+	base := "http://" + httpAddr
+	d := startDaemon(t, bin, env)
+	waitHealthy(t, base, d)
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := []ledger.Event{{Type: ledger.Listing, Shop: "shop-t", SKU: "sku-t", Title: "Term test", PriceFen: 500,
+		Stock: ledger.Int64(1000), SalesForm: ledger.Spot, ShipWithinHours: 48}}
+	for i := range 500 {
+		events = append(events, ledger.Event{Type: ledger.Sale, Shop: "shop-t", SKU: "sku-t",
+			OrderID: fmt.Sprintf("term-%d", i), Qty: ledger.Int64(1), UnitPriceFen: 500})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	acks, err := pub.Publish(ctx, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		d.kill()
+		t.Fatal("ledgerd did not stop within 30s of SIGTERM")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("ledgerd exited %d after SIGTERM, want 0", code)
+	}
+	if !d.stopped.Load() {
+		t.Error(`ledgerd did not log "stopped" before exiting`)
+	}
+	d = startDaemon(t, bin, env)
+	defer d.kill()
+	waitHealthy(t, base, d)
+	status, body := doGet(t, fmt.Sprintf("%s/v1/shops/shop-t/skus/sku-t?min_seq=%d", base, acks[len(acks)-1].Seq))
+	if status != http.StatusOK || !strings.Contains(string(body), `"committed":500,`) {
+		t.Fatalf("after restart: %d %s, want committed 500", status, body)
+	}
 }
 
 // daemon is one ledgerd process.
 type daemon struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd     *exec.Cmd
+	done    chan struct{}
+	stopped atomic.Bool // it logged a clean stop
 }
 
 func startDaemon(t *testing.T, bin string, env []string) *daemon {
@@ -59,6 +117,9 @@ func startDaemon(t *testing.T, bin string, env []string) *daemon {
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), "level=ERROR") {
 				t.Log("ledgerd:", sc.Text())
+			}
+			if strings.Contains(sc.Text(), `msg=stopped`) {
+				d.stopped.Store(true)
 			}
 		}
 		_ = cmd.Wait()
@@ -199,14 +260,13 @@ func killRestart(t *testing.T, bin, databaseURL string) {
 		t.Fatalf("GET sku: %d %s", status, body)
 	}
 	var v struct {
-		Listed, OnHand, Committed, OpenOrders int64
-		LastSeq                               uint64 `json:"last_seq"`
+		Listed     int64 `json:"listed"`
+		Committed  int64 `json:"committed"`
+		OpenOrders int64 `json:"open_orders"`
 	}
-	var raw map[string]any
-	if err := json.Unmarshal(body, &raw); err != nil {
+	if err := json.Unmarshal(body, &v); err != nil {
 		t.Fatal(err)
 	}
-	v.Listed, v.Committed, v.OpenOrders = num(raw["listed"]), num(raw["committed"]), num(raw["open_orders"])
 	if got, want := v.Committed, int64(sales)-cancels; got != want {
 		t.Errorf("committed = %d, want %d (every acknowledged sale once, minus cancels)", got, want)
 	}
@@ -276,11 +336,6 @@ func streamOrderCounts(t *testing.T, js jetstream.JetStream) map[string]int {
 func doGet(t *testing.T, url string) (int, []byte) {
 	t.Helper()
 	return do(t, http.MethodGet, url, nil)
-}
-
-func num(v any) int64 {
-	f, _ := v.(float64)
-	return int64(f)
 }
 
 // waitFor pauses a retry loop between attempts against a restarting server.
