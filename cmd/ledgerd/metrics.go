@@ -47,7 +47,7 @@ func newMetrics() *metrics {
 		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_dead_lettered_total",
 			Help: "Messages the projector sent to the dead-letter stream."}),
 		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ledger_http_request_seconds",
-			Help: "HTTP request latency by route and status (the live feed counts its whole connection).",
+			Help:    "HTTP request latency by route and status (the live feed counts its whole connection).",
 			Buckets: prometheus.DefBuckets}, []string{"route", "code"}),
 		liveClients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ledger_live_clients",
 			Help: "Connected server-sent-event clients of /v1/shops/{shop}/live."}),
@@ -77,7 +77,7 @@ func (m *metrics) hooks() consumers.Hooks {
 // open alerts by kind with their exposure.
 func (m *metrics) registerState(js jetstream.JetStream, p *consumers.Projector, store projections.Store, log *slog.Logger) {
 	m.reg.MustRegister(&stateCollector{js: js, projector: p, store: store, log: log,
-		lag: prometheus.NewDesc("ledger_projector_lag_events", "Event stream last sequence minus the sequence the projector applied.", nil, nil),
+		lag:        prometheus.NewDesc("ledger_projector_lag_events", "Event stream last sequence minus the sequence the projector applied.", nil, nil),
 		appliedSeq: prometheus.NewDesc("ledger_projector_applied_seq", "Last event stream sequence the projector committed.", nil, nil),
 		open:       prometheus.NewDesc("ledger_alerts_open", "Open alerts of all shops by kind.", []string{"kind"}, nil),
 		exposure:   prometheus.NewDesc("ledger_alerts_open_exposure_fen", "Money at risk (fen) of the open alerts of all shops by kind.", []string{"kind"}, nil),
