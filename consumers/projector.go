@@ -99,9 +99,8 @@ type Projector struct {
 	deadCount   atomic.Uint64
 	appliedRuns atomic.Uint64
 
-	kvFloor    uint64
-	kvPending  map[projections.SKUKey]struct{}
-	commitTook time.Duration
+	kvFloor   uint64
+	kvPending map[projections.SKUKey]struct{}
 }
 
 // NewProjector returns a projector of the STOCK_EVENTS stream into store.
@@ -453,11 +452,8 @@ func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
 		p.dropCache(changed)
 		return err
 	}
-	if err := p.commit(ctx, changed, alerts, lastSeq); err != nil {
+	if err := p.commit(ctx, changed, alerts, lastSeq, &BatchStats{Messages: len(batch), Applied: applied}); err != nil {
 		return err
-	}
-	if p.o.Hooks.Committed != nil {
-		p.o.Hooks.Committed(BatchStats{Messages: len(batch), Applied: applied, CommitTook: p.commitTook, AppliedSeq: lastSeq})
 	}
 	return p.ack(batch)
 }
@@ -521,13 +517,16 @@ func (p *Projector) dropCache(changed []*projections.SKU) {
 
 // commit writes the batch, then tells waiters, publishes views and wakes the
 // alert publisher. On failure the changed states are dropped from the cache.
-func (p *Projector) commit(ctx context.Context, changed []*projections.SKU, alerts []projections.Alert, lastSeq uint64) error {
+//
+// stats, nil for a sweep, goes to the Committed hook before waiters are told,
+// so that a reader that waited for the sequence sees the figures.
+func (p *Projector) commit(ctx context.Context, changed []*projections.SKU, alerts []projections.Alert, lastSeq uint64, stats *BatchStats) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	b := &projections.Batch{Projector: p.o.Name, PrevSeq: p.ckpt, LastSeq: lastSeq, SKUs: changed, Alerts: alerts}
 	began := time.Now()
 	err := p.store.Commit(cctx, b)
-	p.commitTook = time.Since(began)
+	took := time.Since(began)
 	if err != nil {
 		p.dropCache(changed)
 		return fmt.Errorf("commit seq %d..%d: %w", p.ckpt+1, lastSeq, err)
@@ -536,6 +535,10 @@ func (p *Projector) commit(ctx context.Context, changed []*projections.SKU, aler
 		s.ClearDirty()
 	}
 	p.ckpt = lastSeq
+	if stats != nil && p.o.Hooks.Committed != nil {
+		stats.CommitTook, stats.AppliedSeq = took, lastSeq
+		p.o.Hooks.Committed(*stats)
+	}
 	p.applied.Store(lastSeq)
 	p.mu.Lock()
 	close(p.advance)
@@ -646,7 +649,7 @@ func (p *Projector) sweep(ctx context.Context) error {
 	if len(changed) == 0 {
 		return nil
 	}
-	if err := p.commit(ctx, changed, alerts, p.ckpt); err != nil {
+	if err := p.commit(ctx, changed, alerts, p.ckpt, nil); err != nil {
 		p.setErr(fmt.Errorf("sweep: %w", err))
 		return nil
 	}

@@ -51,6 +51,8 @@ type api struct {
 	fold        projections.FoldConfig
 	metrics     *metrics
 	liveClients atomic.Int64
+	// liveMax overrides liveClientsMax when above zero (tests).
+	liveMax atomic.Int64
 }
 
 func (a *api) routes() http.Handler {

@@ -75,10 +75,15 @@ func (a *api) getLive(w http.ResponseWriter, r *http.Request) {
 		}
 		resumeFrom = n
 	}
-	if n := a.liveClients.Add(1); n > liveClientsMax {
+	limit := int64(liveClientsMax)
+	if n := a.liveMax.Load(); n > 0 {
+		limit = n
+	}
+	if n := a.liveClients.Add(1); n > limit {
 		a.liveClients.Add(-1)
 		w.Header().Set("Retry-After", "5")
-		writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: fmt.Sprintf("live feed: %d clients connected, the most this server serves (liveClientsMax)", liveClientsMax)})
+		a.log.Warn("live client refused: too many clients", "shop", shop, "max", limit)
+		writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: fmt.Sprintf("live feed: %d clients connected, the most this server serves", limit)})
 		return
 	}
 	defer a.liveClients.Add(-1)
@@ -226,6 +231,7 @@ func (a *api) getLive(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.log.Info("live client connected", "shop", shop, "resume_after", resumeFrom, "resuming", resuming, "clients", a.liveClients.Load())
+	defer a.log.Info("live client disconnected", "shop", shop)
 	beat := time.NewTicker(liveHeartbeat)
 	defer beat.Stop()
 	for {

@@ -47,6 +47,7 @@ type service struct {
 	projector *consumers.Projector
 	http      *http.Server
 	httpAddr  string
+	api       *api
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -121,6 +122,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	met.registerState(js, svc.projector, svc.store, log)
 	api := &api{log: log, pub: pub, js: js, store: svc.store, projector: svc.projector, nc: svc.nc, durability: svc.durability(),
 		kv: kv, fold: popts.Fold, metrics: met}
+	svc.api = api
 	svc.http = &http.Server{
 		Handler:           api.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
