@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"testing"
 
+	"stockledger/projections"
 	"stockledger/projections/pgtest"
 )
 
@@ -23,6 +24,7 @@ func startTestService(t *testing.T, databaseURL string, opts ...func(*config)) *
 		Sync:        syncInterval,
 		StreamBytes: 64 << 20,
 		LogLevel:    slog.LevelInfo,
+		SelloutSoon: projections.DefaultSelloutSoon, // ledgerd's default
 	}
 	for _, o := range opts {
 		o(&cfg)
