@@ -48,7 +48,7 @@ func (p *Projector) writeViews(ctx context.Context, changed []*projections.SKU) 
 	if p.ckpt < p.kvFloor && len(p.kvPending) < kvPendingMax {
 		return
 	}
-	if p.kvFloor > 0 {
+	if p.kvFloor > 0 && p.ckpt >= p.kvFloor {
 		p.log.Info("caught up: writing views to the bucket", "bucket", p.o.ViewBucket, "skus", len(p.kvPending), "checkpoint", p.ckpt)
 		p.kvFloor = 0
 	}

@@ -53,6 +53,8 @@ type api struct {
 	liveClients atomic.Int64
 	// liveMax overrides liveClientsMax when above zero (tests).
 	liveMax atomic.Int64
+	// liveStop is closed at shutdown to end the live feeds.
+	liveStop chan struct{}
 }
 
 func (a *api) routes() http.Handler {

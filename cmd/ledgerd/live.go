@@ -238,6 +238,8 @@ func (a *api) getLive(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-a.liveStop:
+			return // shutting down: the browser reconnects to the next ledgerd with its last id
 		case reason := <-dropped:
 			a.log.Warn("live client dropped", "shop", shop, "reason", reason)
 			if a.metrics != nil {
@@ -259,6 +261,11 @@ func (a *api) getLive(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// closeLive ends every live feed: http.Server.Shutdown does not cancel the
+// requests it waits for, and a feed never ends by itself. Registered with
+// RegisterOnShutdown; safe to call once.
+func (a *api) closeLive() { close(a.liveStop) }
 
 // dropLabel turns a drop reason into a metric label of few values.
 func dropLabel(reason string) string {

@@ -121,7 +121,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	svc.httpAddr = ln.Addr().String()
 	met.registerState(js, svc.projector, svc.store, log)
 	api := &api{log: log, pub: pub, js: js, store: svc.store, projector: svc.projector, nc: svc.nc, durability: svc.durability(),
-		kv: kv, fold: popts.Fold, metrics: met}
+		kv: kv, fold: popts.Fold, metrics: met, liveStop: make(chan struct{})}
 	svc.api = api
 	svc.http = &http.Server{
 		Handler:           api.routes(),
@@ -132,7 +132,8 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("HTTP API listening", "addr", svc.httpAddr)
+	svc.http.RegisterOnShutdown(api.closeLive)
+	log.Info("HTTP API listening", "addr", svc.httpAddr, "sellout_soon", cfg.SelloutSoon)
 
 	runCtx, runCancel := context.WithCancel(context.WithoutCancel(ctx))
 	svc.cancel = runCancel
