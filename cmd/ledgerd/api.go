@@ -51,8 +51,9 @@ type api struct {
 	fold        projections.FoldConfig
 	metrics     *metrics
 	liveClients atomic.Int64
-	// liveMax overrides liveClientsMax when above zero (tests).
-	liveMax atomic.Int64
+	// liveMax and liveBuffer override liveClientsMax and liveBufferMax
+	// when above zero (tests).
+	liveMax, liveBuffer atomic.Int64
 	// liveStop is closed at shutdown to end the live feeds.
 	liveStop chan struct{}
 }

@@ -21,8 +21,9 @@ const (
 	// gets 503 with Retry-After.
 	liveClientsMax = 256
 	// liveBufferMax bounds the messages queued for one client. A client
-	// that falls this far behind is dropped (logged with the reason); its
-	// browser reconnects with Last-Event-ID and loses no alert.
+	// that falls this far behind on live view changes is dropped (logged
+	// with the reason); its browser reconnects with Last-Event-ID and loses
+	// no alert. Alerts and the current views of a connect wait for room.
 	liveBufferMax = 1024
 	// liveHeartbeat is how often an idle feed sends a comment, so that
 	// proxies and clients see the connection alive.
@@ -134,7 +135,11 @@ func (a *api) getLive(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	out := make(chan liveMsg, liveBufferMax)
+	buffer := int64(liveBufferMax)
+	if n := a.liveBuffer.Load(); n > 0 {
+		buffer = n
+	}
+	out := make(chan liveMsg, buffer)
 	dropped := make(chan string, 1)
 	drop := func(reason string) {
 		select {
@@ -142,12 +147,25 @@ func (a *api) getLive(w http.ResponseWriter, r *http.Request) {
 		default:
 		}
 	}
+	// send queues without waiting: a client that fell liveBufferMax
+	// messages behind on live view changes is dropped (the watcher pushes
+	// and must not block). wait queues, waiting for room: the alert replay
+	// pulls from the stream at the client's pace, and the current views of
+	// a connect may outnumber the queue.
 	send := func(m liveMsg) bool {
 		select {
 		case out <- m:
 			return true
 		default:
-			drop(fmt.Sprintf("client fell %d messages behind", liveBufferMax))
+			drop(fmt.Sprintf("client fell %d messages behind", buffer))
+			return false
+		}
+	}
+	wait := func(m liveMsg) bool {
+		select {
+		case out <- m:
+			return true
+		case <-ctx.Done():
 			return false
 		}
 	}
@@ -165,12 +183,13 @@ func (a *api) getLive(w http.ResponseWriter, r *http.Request) {
 				drop("alert feed: " + err.Error())
 				return
 			}
-			if !send(liveMsg{id: strconv.FormatUint(meta.Sequence.Stream, 10), event: "alert", data: m.Data()}) {
+			if !wait(liveMsg{id: strconv.FormatUint(meta.Sequence.Stream, 10), event: "alert", data: m.Data()}) {
 				return
 			}
 		}
 	}()
 	go func() {
+		put := wait // the current values, until the nil entry
 		for {
 			select {
 			case <-ctx.Done():
@@ -187,8 +206,11 @@ func (a *api) getLive(w http.ResponseWriter, r *http.Request) {
 					}
 					m = liveMsg{event: "view", data: e.Value()}
 				}
-				if !send(m) {
+				if !put(m) {
 					return
+				}
+				if e == nil {
+					put = send
 				}
 			}
 		}

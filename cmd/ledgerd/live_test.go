@@ -280,6 +280,60 @@ func TestLiveBounds(t *testing.T) {
 	openLive(t, base, "s1", "").next(t, "ready")
 }
 
+// TestLiveManySKUs: a shop with many more SKUs than a client's queue holds
+// (the queue made 8 long here) still gets every current view on connect,
+// then ready: the snapshot waits for room instead of dropping the client.
+func TestLiveManySKUs(t *testing.T) {
+	svc := startTestService(t, "")
+	svc.api.liveBuffer.Store(8)
+	base := "http://" + svc.httpAddr
+	const shop, n = "shop-big", 600
+	var events []map[string]any
+	for i := range n {
+		events = append(events, map[string]any{"type": "listing", "shop": shop, "sku": fmt.Sprintf("sku-%04d", i),
+			"title": "T", "price_fen": 100, "stock": 1, "sales_form": "spot", "ship_within_hours": 24})
+	}
+	var seq uint64
+	for start := 0; start < n; start += ledger.MaxBatch {
+		seq = postEvents(t, base, events[start:min(start+ledger.MaxBatch, n)]...)
+	}
+	js, err := jetstream.New(svc.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), ledger.ViewBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitKV(t, kv, ledger.ViewKey(shop, fmt.Sprintf("sku-%04d", n-1)), seq)
+	c := openLive(t, base, shop, "")
+	views := map[string]bool{}
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case ev, ok := <-c.events:
+			if !ok {
+				t.Fatalf("feed closed after %d of %d views", len(views), n)
+			}
+			switch ev.Event {
+			case "view":
+				var v projections.View
+				if err := json.Unmarshal([]byte(ev.Data), &v); err != nil {
+					t.Fatal(err)
+				}
+				views[v.SKU] = true
+			case "ready":
+				if len(views) != n {
+					t.Fatalf("ready after %d views, want %d", len(views), n)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d views and no ready within 30s", len(views), n)
+		}
+	}
+}
+
 func doGetHeader(t *testing.T, url, key, value string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
