@@ -24,6 +24,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the ledgerd binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // startLedgerd builds and runs the real ledgerd (embedded NATS, memory read
 // model) on free ports and returns its HTTP address. It stops with the test.
 func startLedgerd(t *testing.T) string {
