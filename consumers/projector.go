@@ -66,6 +66,14 @@ type Options struct {
 	// checkpoint lies below the one of the last alert message on the alert
 	// stream: they were published before the restart.
 	SkipPublishedAlerts bool
+	// Fold is the fold's configuration (the sellout_soon threshold), given
+	// to every SKU it loads.
+	Fold projections.FoldConfig
+	// ViewBucket, when set, names the key-value bucket (ledger.ViewBucket)
+	// that gets each changed SKU's view after every commit.
+	ViewBucket string
+	// Hooks observe batches and dead letters (metrics).
+	Hooks Hooks
 }
 
 // Projector folds the event stream into a Store. Run it once; its read
@@ -90,6 +98,9 @@ type Projector struct {
 	outboxKick  chan struct{}
 	deadCount   atomic.Uint64
 	appliedRuns atomic.Uint64
+
+	kvFloor   uint64
+	kvPending map[projections.SKUKey]struct{}
 }
 
 // NewProjector returns a projector of the STOCK_EVENTS stream into store.
@@ -120,6 +131,7 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 		advance:    make(chan struct{}),
 		cache:      make(map[projections.SKUKey]*projections.SKU),
 		outboxKick: make(chan struct{}, 1),
+		kvPending:  make(map[projections.SKUKey]struct{}),
 	}
 }
 
@@ -194,6 +206,9 @@ func (p *Projector) Run(ctx context.Context) error {
 	p.applied.Store(ckpt)
 	if p.o.SkipPublishedAlerts {
 		p.alertFloor = p.lastPublishedAlertCheckpoint(ctx)
+	}
+	if p.o.ViewBucket != "" {
+		p.kvFloor = p.viewFloor(ctx)
 	}
 	p.log.Info("projector starting", "checkpoint", ckpt, "filter", p.o.FilterSubject)
 
@@ -385,6 +400,7 @@ func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
 		seen    = make(map[projections.SKUKey]bool)
 		alerts  []projections.Alert
 		lastSeq = p.ckpt
+		applied = make(map[ledger.Type]int)
 	)
 	strict := p.o.FilterSubject == ledger.EventSubjectRoot+".>"
 	for _, m := range batch {
@@ -417,6 +433,7 @@ func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
 			deads = append(deads, dead{m, seq, err.Error()})
 			continue
 		}
+		applied[e.Type]++
 		alerts = append(alerts, as...)
 		if !seen[k] {
 			seen[k] = true
@@ -435,7 +452,7 @@ func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
 		p.dropCache(changed)
 		return err
 	}
-	if err := p.commit(ctx, changed, alerts, lastSeq); err != nil {
+	if err := p.commit(ctx, changed, alerts, lastSeq, &BatchStats{Messages: len(batch), Applied: applied}); err != nil {
 		return err
 	}
 	return p.ack(batch)
@@ -443,7 +460,13 @@ func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
 
 // decode turns a message into a valid event for its subject, or says why not.
 func (p *Projector) decode(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger.Event, string) {
-	e, err := ledger.DecodeEvent(m.Data())
+	return decodeStored(m.Data(), m.Subject(), meta.Sequence.Stream, meta.Timestamp)
+}
+
+// decodeStored turns a stored message into a valid event for its subject, or
+// says why not. Used by the projector and by the as-of fold alike.
+func decodeStored(data []byte, subject string, seq uint64, stored time.Time) (ledger.Event, string) {
+	e, err := ledger.DecodeEvent(data)
 	if err != nil {
 		return e, "decode: " + err.Error()
 	}
@@ -451,17 +474,17 @@ func (p *Projector) decode(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger
 	// is derived from the stream position, the time is the store time, so
 	// that a rebuild gives the same values.
 	if e.ID == "" {
-		e.ID = uuid.NewSHA1(eventNamespace, strconv.AppendUint(nil, meta.Sequence.Stream, 10)).String()
+		e.ID = uuid.NewSHA1(eventNamespace, strconv.AppendUint(nil, seq, 10)).String()
 	}
 	if e.At.IsZero() {
-		e.At = meta.Timestamp.UTC()
+		e.At = stored.UTC()
 	}
 	if err := e.Validate(); err != nil {
 		return e, "validate: " + err.Error()
 	}
-	shop, sku, ok := ledger.ParseEventSubject(m.Subject())
+	shop, sku, ok := ledger.ParseEventSubject(subject)
 	if !ok || shop != e.Shop || sku != e.SKU {
-		return e, fmt.Sprintf("subject %q does not match the event's shop %q and sku %q", m.Subject(), e.Shop, e.SKU)
+		return e, fmt.Sprintf("subject %q does not match the event's shop %q and sku %q", subject, e.Shop, e.SKU)
 	}
 	return e, ""
 }
@@ -479,6 +502,7 @@ func (p *Projector) load(ctx context.Context, k projections.SKUKey) (*projection
 	if s == nil {
 		s = projections.NewSKU(k.Shop, k.SKU)
 	}
+	s.Config = p.o.Fold
 	p.cache[k] = s
 	return s, nil
 }
@@ -493,11 +517,17 @@ func (p *Projector) dropCache(changed []*projections.SKU) {
 
 // commit writes the batch, then tells waiters, publishes views and wakes the
 // alert publisher. On failure the changed states are dropped from the cache.
-func (p *Projector) commit(ctx context.Context, changed []*projections.SKU, alerts []projections.Alert, lastSeq uint64) error {
+//
+// stats, nil for a sweep, goes to the Committed hook before waiters are told,
+// so that a reader that waited for the sequence sees the figures.
+func (p *Projector) commit(ctx context.Context, changed []*projections.SKU, alerts []projections.Alert, lastSeq uint64, stats *BatchStats) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	b := &projections.Batch{Projector: p.o.Name, PrevSeq: p.ckpt, LastSeq: lastSeq, SKUs: changed, Alerts: alerts}
-	if err := p.store.Commit(cctx, b); err != nil {
+	began := time.Now()
+	err := p.store.Commit(cctx, b)
+	took := time.Since(began)
+	if err != nil {
 		p.dropCache(changed)
 		return fmt.Errorf("commit seq %d..%d: %w", p.ckpt+1, lastSeq, err)
 	}
@@ -505,6 +535,10 @@ func (p *Projector) commit(ctx context.Context, changed []*projections.SKU, aler
 		s.ClearDirty()
 	}
 	p.ckpt = lastSeq
+	if stats != nil && p.o.Hooks.Committed != nil {
+		stats.CommitTook, stats.AppliedSeq = took, lastSeq
+		p.o.Hooks.Committed(*stats)
+	}
 	p.applied.Store(lastSeq)
 	p.mu.Lock()
 	close(p.advance)
@@ -512,6 +546,7 @@ func (p *Projector) commit(ctx context.Context, changed []*projections.SKU, aler
 	p.mu.Unlock()
 	p.appliedRuns.Add(1)
 	p.publishViews(changed)
+	p.writeViews(cctx, changed)
 	if len(alerts) > 0 {
 		p.kickOutbox()
 	}
@@ -577,6 +612,9 @@ func (p *Projector) deadLetter(ctx context.Context, deads []dead) error {
 			return fmt.Errorf("dead-letter seq %d: %w", d.seq, err)
 		}
 		p.deadCount.Add(1)
+		if p.o.Hooks.DeadLettered != nil {
+			p.o.Hooks.DeadLettered()
+		}
 		p.log.Warn("event dead-lettered", "seq", d.seq, "subject", d.msg.Subject(), "reason", truncate(d.reason, 300))
 	}
 	return nil
@@ -611,7 +649,7 @@ func (p *Projector) sweep(ctx context.Context) error {
 	if len(changed) == 0 {
 		return nil
 	}
-	if err := p.commit(ctx, changed, alerts, p.ckpt); err != nil {
+	if err := p.commit(ctx, changed, alerts, p.ckpt, nil); err != nil {
 		p.setErr(fmt.Errorf("sweep: %w", err))
 		return nil
 	}

@@ -20,7 +20,7 @@ const (
 )
 
 // AlertKinds lists every kind in a stable order.
-var AlertKinds = []AlertKind{Oversold, PhantomStock, CapacityExceeded, ShipLate, RecountMismatch}
+var AlertKinds = []AlertKind{Oversold, PhantomStock, CapacityExceeded, ShipLate, RecountMismatch, SelloutSoon}
 
 // AlertState is open or resolved.
 type AlertState string
@@ -81,6 +81,8 @@ type View struct {
 	OpenAlerts       int64     `json:"open_alerts"`
 	LastSeq          uint64    `json:"last_seq"`
 	UpdatedAt        time.Time `json:"updated_at"`
+	// ViewPace adds pace_per_hour, sellout_eta, live_id and sales_by_minute.
+	ViewPace
 }
 
 // View derives the read side of the SKU. ExposureFen counts every open order
@@ -114,5 +116,6 @@ func (s *SKU) View() View {
 		}
 	}
 	v.ExposureFen += s.phantomUnits() * UnshippedCompensationFen(s.PriceFen)
+	v.ViewPace = s.paceView()
 	return v
 }

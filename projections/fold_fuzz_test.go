@@ -314,7 +314,7 @@ func FuzzFoldInParts(f *testing.F) {
 			if err != nil || s == nil {
 				t.Fatalf("load %s: %v, %v", name, s, err)
 			}
-			if got, want := s.View(), first[name].View(); got != want {
+			if got, want := s.View(), first[name].View(); !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s reloaded view differs:\n got %+v\nwant %+v", name, got, want)
 			}
 			reloaded[name] = s
@@ -335,7 +335,7 @@ func FuzzFoldInParts(f *testing.F) {
 		for name, w := range whole {
 			p := reloaded[name]
 			checkFoldInvariants(t, "at the end", p)
-			if got, want := p.View(), w.View(); got != want {
+			if got, want := p.View(), w.View(); !reflect.DeepEqual(got, want) {
 				t.Errorf("%s view, split at %d of %d:\n in parts %+v\n at once  %+v", name, k, len(ops), got, want)
 			}
 			if got, want := fuzzOpenAlerts(p), fuzzOpenAlerts(w); !slices.Equal(got, want) {

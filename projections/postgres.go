@@ -301,8 +301,8 @@ const (
 	sqlUpsertSKU = `INSERT INTO skus (shop, sku, state, next_due, title, status, sales_form,
 		ship_within_hours, ship_within_days, price_fen, listed, on_hand, committed, available,
 		capacity, presale_committed, capacity_left, open_orders, late_orders, exposure_fen,
-		open_alerts, last_seq, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+		open_alerts, last_seq, updated_at, pace)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
 		ON CONFLICT (shop, sku) DO UPDATE SET state = EXCLUDED.state, next_due = EXCLUDED.next_due,
 		title = EXCLUDED.title, status = EXCLUDED.status, sales_form = EXCLUDED.sales_form,
 		ship_within_hours = EXCLUDED.ship_within_hours, ship_within_days = EXCLUDED.ship_within_days,
@@ -311,7 +311,7 @@ const (
 		presale_committed = EXCLUDED.presale_committed, capacity_left = EXCLUDED.capacity_left,
 		open_orders = EXCLUDED.open_orders, late_orders = EXCLUDED.late_orders,
 		exposure_fen = EXCLUDED.exposure_fen, open_alerts = EXCLUDED.open_alerts,
-		last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at`
+		last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at, pace = EXCLUDED.pace`
 
 	sqlUpsertOrder = `INSERT INTO orders (shop, sku, order_id, qty, unit_price_fen, sales_form,
 		sold_at, due, seq, state, late, closed_at, early)
@@ -352,10 +352,14 @@ func (p *PostgresStore) Commit(ctx context.Context, b *Batch) error {
 			return fmt.Errorf("commit batch to seq %d: encode sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
 		}
 		v := s.View()
+		pace, err := json.Marshal(v.ViewPace)
+		if err != nil {
+			return fmt.Errorf("commit batch to seq %d: encode pace of sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
+		}
 		batch.Queue(sqlUpsertSKU, s.Shop, s.SKU, state, nullTime(s.NextDue), v.Title, string(v.Status), v.SalesForm,
 			v.ShipWithinHours, v.ShipWithinDays, v.PriceFen, v.Listed, v.OnHand, v.Committed, v.Available,
 			v.Capacity, v.PresaleCommitted, v.CapacityLeft, v.OpenOrders, v.LateOrders, v.ExposureFen,
-			v.OpenAlerts, v.LastSeq, v.UpdatedAt)
+			v.OpenAlerts, v.LastSeq, v.UpdatedAt, pace)
 		for _, o := range s.DirtyOrders() {
 			batch.Queue(sqlUpsertOrder, s.Shop, s.SKU, o.ID, o.Qty, o.UnitPriceFen, string(o.SalesForm),
 				nullTime(o.SoldAt), nullTime(o.Due), o.Seq, string(o.State), o.Late, nullTime(o.ClosedAt), o.Early)
@@ -437,7 +441,7 @@ func (p *PostgresStore) DueSKUs(ctx context.Context, now time.Time, limit int) (
 
 const sqlViewColumns = `shop, sku, title, status, sales_form, ship_within_hours, ship_within_days, price_fen,
 	listed, on_hand, committed, available, capacity, presale_committed, capacity_left, open_orders,
-	late_orders, exposure_fen, open_alerts, last_seq, updated_at`
+	late_orders, exposure_fen, open_alerts, last_seq, updated_at, pace`
 
 // SKU implements Store.
 func (p *PostgresStore) SKU(ctx context.Context, shop, sku string) (View, error) {
@@ -535,10 +539,16 @@ func (p *PostgresStore) Close() { p.pool.Close() }
 
 func scanView(row pgx.CollectableRow) (View, error) {
 	var v View
+	var pace []byte
 	err := row.Scan(&v.Shop, &v.SKU, &v.Title, &v.Status, &v.SalesForm, &v.ShipWithinHours, &v.ShipWithinDays,
 		&v.PriceFen, &v.Listed, &v.OnHand, &v.Committed, &v.Available, &v.Capacity, &v.PresaleCommitted,
-		&v.CapacityLeft, &v.OpenOrders, &v.LateOrders, &v.ExposureFen, &v.OpenAlerts, &v.LastSeq, &v.UpdatedAt)
+		&v.CapacityLeft, &v.OpenOrders, &v.LateOrders, &v.ExposureFen, &v.OpenAlerts, &v.LastSeq, &v.UpdatedAt, &pace)
 	v.UpdatedAt = v.UpdatedAt.UTC()
+	if err == nil {
+		if err = json.Unmarshal(pace, &v.ViewPace); err != nil {
+			err = fmt.Errorf("decode pace of sku %s/%s: %w", v.Shop, v.SKU, err)
+		}
+	}
 	return v, err
 }
 

@@ -87,6 +87,14 @@ type SKU struct {
 
 	Suppliers map[string]Supplier `json:"suppliers"`
 
+	// Pace counts recent sales by minute of event time; LiveID is the live
+	// session of the latest sale.
+	Pace   Pace   `json:"pace"`
+	LiveID string `json:"live_id,omitempty"`
+	// Config is the fold's configuration, set by whoever loads the SKU; it
+	// is not state and is not stored.
+	Config FoldConfig `json:"-"`
+
 	// Clock is the latest time the fold has seen, from event times and
 	// Advance; orders whose promise lies before it are late.
 	Clock time.Time `json:"clock"`
@@ -221,7 +229,7 @@ func (s *SKU) Apply(seq uint64, e *ledger.Event) ([]Alert, error) {
 	case ledger.Shipment:
 		changes = s.closeOrder(seq, e, OrderShipped, changes)
 	}
-	return s.evaluate(seq, e.At, changes), nil
+	return s.evaluatePace(seq, e.At, s.evaluate(seq, e.At, changes)), nil
 }
 
 // Advance moves the SKU's clock to now (never back) and raises ship_late for
@@ -303,6 +311,10 @@ func (s *SKU) sale(seq uint64, e *ledger.Event, changes []Alert) []Alert {
 		o.Due = time.Time{}
 	}
 	s.dirty[o.ID] = struct{}{}
+	s.Pace.add(e.At, qty)
+	if e.LiveID != "" {
+		s.LiveID = e.LiveID
+	}
 	s.Listed = max(0, s.Listed-qty) // the platform's figure never goes below zero
 	early := o.Early
 	o.Early = false

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +44,18 @@ type api struct {
 	store      projections.Store
 	projector  *consumers.Projector
 	durability string
+
+	// kv is the view bucket the live feed watches; fold the configuration
+	// of as_of reads; metrics nil in tests that do not need them.
+	kv          jetstream.KeyValue
+	fold        projections.FoldConfig
+	metrics     *metrics
+	liveClients atomic.Int64
+	// liveMax and liveBuffer override liveClientsMax and liveBufferMax
+	// when above zero (tests).
+	liveMax, liveBuffer atomic.Int64
+	// liveStop is closed at shutdown to end the live feeds.
+	liveStop chan struct{}
 }
 
 func (a *api) routes() http.Handler {
@@ -53,7 +66,13 @@ func (a *api) routes() http.Handler {
 	mux.HandleFunc("GET /v1/shops/{shop}/skus/{sku}/events", a.getHistory)
 	mux.HandleFunc("GET /v1/shops/{shop}/alerts", a.getAlerts)
 	mux.HandleFunc("GET /healthz", a.healthz)
-	return mux
+	mux.HandleFunc("GET /v1/shops/{shop}/live", a.getLive)
+	mux.HandleFunc("GET /{$}", serveDashboard)
+	if a.metrics == nil {
+		return mux
+	}
+	mux.Handle("GET /metrics", a.metrics.handler())
+	return a.metrics.instrument(mux)
 }
 
 // problem is an RFC 9457 problem detail. Errors lists each field at fault.
@@ -130,6 +149,13 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "append: " + err.Error() + " (re-sending the same events is safe: they are deduplicated)", Appended: acks})
 		return
 	}
+	if a.metrics != nil {
+		for i, ack := range acks {
+			if !ack.Duplicate && i < len(events) {
+				a.metrics.appended.WithLabelValues(string(events[i].Type)).Inc()
+			}
+		}
+	}
 	resp := postEventsResponse{Events: acks}
 	for _, ack := range acks {
 		resp.LastSeq = max(resp.LastSeq, ack.Seq)
@@ -205,6 +231,10 @@ func (a *api) getSKUs(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) getSKU(w http.ResponseWriter, r *http.Request) {
 	if !checkNames(w, r, "shop", "sku") || !a.awaitMinSeq(w, r) {
+		return
+	}
+	if r.URL.Query().Has("as_of") {
+		a.getSKUAsOf(w, r)
 		return
 	}
 	v, err := a.store.SKU(r.Context(), r.PathValue("shop"), r.PathValue("sku"))

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"stockledger/ledger"
+	"stockledger/projections"
 )
 
 // envInt reads a whole number from the environment; a malformed value is
@@ -24,6 +26,9 @@ func envInt(getenv func(string) string, name string, def int64) int64 {
 	}
 	return n
 }
+
+// selloutSoonMaxMinutes bounds the sellout_soon threshold: a week.
+const selloutSoonMaxMinutes = 7 * 24 * 60
 
 // Durability modes of the embedded server.
 const (
@@ -42,6 +47,8 @@ type config struct {
 	Sync        string
 	StreamBytes int64
 	LogLevel    slog.Level
+	// SelloutSoon is the sellout_soon threshold; zero disables the alert.
+	SelloutSoon time.Duration
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -62,6 +69,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", ""), "Postgres read model; empty keeps it in memory (DATABASE_URL)")
 	fs.StringVar(&c.Sync, "sync", env("LEDGER_SYNC", syncInterval), "embedded JetStream durability: interval (fsync every 2 min) or always (fsync every write) (LEDGER_SYNC)")
 	fs.Int64Var(&c.StreamBytes, "stream-max-bytes", envInt(getenv, "LEDGER_STREAM_MAX_BYTES", ledger.DefaultEventMaxBytes), "bound of the event stream in bytes; when full it refuses new events (LEDGER_STREAM_MAX_BYTES)")
+	selloutMinutes := fs.Int64("sellout-soon-minutes", envInt(getenv, "LEDGER_SELLOUT_SOON_MINUTES", int64(projections.DefaultSelloutSoon/time.Minute)),
+		"raise sellout_soon when a listed SKU's real stock or capacity runs out within this many minutes at the pace of the last 5 minutes; 0 disables (LEDGER_SELLOUT_SOON_MINUTES)")
 	fs.StringVar(&level, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (LEDGER_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -75,6 +84,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.StreamBytes < 1<<20 {
 		return c, fmt.Errorf("LEDGER_STREAM_MAX_BYTES %d: must be at least 1 MiB (1048576)", c.StreamBytes)
 	}
+	if *selloutMinutes < 0 || *selloutMinutes > selloutSoonMaxMinutes {
+		return c, fmt.Errorf("LEDGER_SELLOUT_SOON_MINUTES %d: must be from 0 (off) to %d", *selloutMinutes, selloutSoonMaxMinutes)
+	}
+	c.SelloutSoon = time.Duration(*selloutMinutes) * time.Minute
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return c, fmt.Errorf("LEDGER_LOG_LEVEL %q: must be debug, info, warn or error", level)
 	}

@@ -47,6 +47,7 @@ type service struct {
 	projector *consumers.Projector
 	http      *http.Server
 	httpAddr  string
+	api       *api
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -89,8 +90,14 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	if err := ledger.EnsureStreams(sctx, js, ledger.StreamOptions{EventMaxBytes: cfg.StreamBytes}); err != nil {
 		return nil, err
 	}
+	kv, err := ledger.EnsureViewBucket(sctx, js, ledger.StreamOptions{EventMaxBytes: cfg.StreamBytes})
+	if err != nil {
+		return nil, err
+	}
+	met := newMetrics()
 
-	popts := consumers.Options{Log: log}
+	popts := consumers.Options{Log: log, Fold: projections.FoldConfig{SelloutSoon: cfg.SelloutSoon},
+		ViewBucket: ledger.ViewBucket, Hooks: met.hooks()}
 	if cfg.DatabaseURL == "" {
 		svc.store = projections.NewMemoryStore()
 		popts.SkipPublishedAlerts = true
@@ -112,7 +119,10 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		return nil, fmt.Errorf("HTTP cannot listen on %s (LEDGER_HTTP_ADDR): %w", cfg.HTTPAddr, err)
 	}
 	svc.httpAddr = ln.Addr().String()
-	api := &api{log: log, pub: pub, js: js, store: svc.store, projector: svc.projector, nc: svc.nc, durability: svc.durability()}
+	met.registerState(js, svc.projector, svc.store, log)
+	api := &api{log: log, pub: pub, js: js, store: svc.store, projector: svc.projector, nc: svc.nc, durability: svc.durability(),
+		kv: kv, fold: popts.Fold, metrics: met, liveStop: make(chan struct{})}
+	svc.api = api
 	svc.http = &http.Server{
 		Handler:           api.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -122,7 +132,8 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("HTTP API listening", "addr", svc.httpAddr)
+	svc.http.RegisterOnShutdown(api.closeLive)
+	log.Info("HTTP API listening", "addr", svc.httpAddr, "sellout_soon", cfg.SelloutSoon)
 
 	runCtx, runCancel := context.WithCancel(context.WithoutCancel(ctx))
 	svc.cancel = runCancel

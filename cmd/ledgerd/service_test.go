@@ -6,13 +6,15 @@ import (
 	"net/url"
 	"testing"
 
+	"stockledger/projections"
 	"stockledger/projections/pgtest"
 )
 
 // startTestService runs ledgerd in process: embedded NATS on a random port,
 // HTTP on a random port, the read model in Postgres at databaseURL or in
-// memory when it is empty. It stops when the test ends.
-func startTestService(t *testing.T, databaseURL string) *service {
+// memory when it is empty. It stops when the test ends. Options change the
+// configuration before start.
+func startTestService(t *testing.T, databaseURL string, opts ...func(*config)) *service {
 	t.Helper()
 	cfg := config{
 		HTTPAddr:    "127.0.0.1:0",
@@ -22,6 +24,10 @@ func startTestService(t *testing.T, databaseURL string) *service {
 		Sync:        syncInterval,
 		StreamBytes: 64 << 20,
 		LogLevel:    slog.LevelInfo,
+		SelloutSoon: projections.DefaultSelloutSoon, // ledgerd's default
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	svc, err := start(context.Background(), cfg, log)

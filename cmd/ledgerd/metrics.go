@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"stockledger/consumers"
+	"stockledger/ledger"
+	"stockledger/projections"
+)
+
+// scrapeTimeout bounds the reads one scrape makes (stream info, alert sums).
+const scrapeTimeout = 2 * time.Second
+
+// metrics are ledgerd's Prometheus figures, on a registry of their own.
+type metrics struct {
+	reg           *prometheus.Registry
+	appended      *prometheus.CounterVec
+	applied       *prometheus.CounterVec
+	batchSize     prometheus.Histogram
+	commitSeconds prometheus.Histogram
+	deadLettered  prometheus.Counter
+	httpSeconds   *prometheus.HistogramVec
+	liveClients   prometheus.Gauge
+	liveDropped   *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		appended: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_events_appended_total",
+			Help: "Events appended to the stream through the HTTP API, by type."}, []string{"type"}),
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_events_applied_total",
+			Help: "Events folded and committed by the projector, by type."}, []string{"type"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ledger_projector_batch_messages",
+			Help: "Messages per projector batch.", Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ledger_projector_commit_seconds",
+			Help: "Latency of the store commit of one projector batch.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_dead_lettered_total",
+			Help: "Messages the projector sent to the dead-letter stream."}),
+		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ledger_http_request_seconds",
+			Help:    "HTTP request latency by route and status (the live feed counts its whole connection).",
+			Buckets: prometheus.DefBuckets}, []string{"route", "code"}),
+		liveClients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ledger_live_clients",
+			Help: "Connected server-sent-event clients of /v1/shops/{shop}/live."}),
+		liveDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_live_clients_dropped_total",
+			Help: "Live clients dropped by the server, by reason."}, []string{"reason"}),
+	}
+	m.reg.MustRegister(m.appended, m.applied, m.batchSize, m.commitSeconds, m.deadLettered, m.httpSeconds,
+		m.liveClients, m.liveDropped, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// hooks feed the projector's figures into the metrics.
+func (m *metrics) hooks() consumers.Hooks {
+	return consumers.Hooks{
+		Committed: func(b consumers.BatchStats) {
+			m.batchSize.Observe(float64(b.Messages))
+			m.commitSeconds.Observe(b.CommitTook.Seconds())
+			for t, n := range b.Applied {
+				m.applied.WithLabelValues(string(t)).Add(float64(n))
+			}
+		},
+		DeadLettered: m.deadLettered.Inc,
+	}
+}
+
+// registerState adds the figures read at scrape time: projector lag and the
+// open alerts by kind with their exposure.
+func (m *metrics) registerState(js jetstream.JetStream, p *consumers.Projector, store projections.Store, log *slog.Logger) {
+	m.reg.MustRegister(&stateCollector{js: js, projector: p, store: store, log: log,
+		lag:        prometheus.NewDesc("ledger_projector_lag_events", "Event stream last sequence minus the sequence the projector applied.", nil, nil),
+		appliedSeq: prometheus.NewDesc("ledger_projector_applied_seq", "Last event stream sequence the projector committed.", nil, nil),
+		open:       prometheus.NewDesc("ledger_alerts_open", "Open alerts of all shops by kind.", []string{"kind"}, nil),
+		exposure:   prometheus.NewDesc("ledger_alerts_open_exposure_fen", "Money at risk (fen) of the open alerts of all shops by kind.", []string{"kind"}, nil),
+	})
+}
+
+type stateCollector struct {
+	js                              jetstream.JetStream
+	projector                       *consumers.Projector
+	store                           projections.Store
+	log                             *slog.Logger
+	lag, appliedSeq, open, exposure *prometheus.Desc
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lag
+	ch <- c.appliedSeq
+	ch <- c.open
+	ch <- c.exposure
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	applied := c.projector.Applied()
+	ch <- prometheus.MustNewConstMetric(c.appliedSeq, prometheus.GaugeValue, float64(applied))
+	if st, err := c.js.Stream(ctx, ledger.EventStream); err == nil {
+		last := st.CachedInfo().State.LastSeq
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(last-min(last, applied)))
+	}
+	t, ok := c.store.(projections.AlertTotaler)
+	if !ok {
+		return
+	}
+	totals, err := t.OpenAlertTotals(ctx)
+	if err != nil {
+		c.log.Warn("metrics: open alert totals", "err", err)
+		return
+	}
+	for _, k := range projections.AlertKinds {
+		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(totals[k].Open), string(k))
+		ch <- prometheus.MustNewConstMetric(c.exposure, prometheus.GaugeValue, float64(totals[k].ExposureFen), string(k))
+	}
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
+}
+
+// instrument records each request's latency by its route pattern.
+func (m *metrics) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		began := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		m.httpSeconds.WithLabelValues(route, strconv.Itoa(sw.code)).Observe(time.Since(began).Seconds())
+	})
+}
+
+// statusWriter remembers the status code; Unwrap lets http.ResponseController
+// reach the connection (flushes and deadlines of the live feed).
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,30 @@
+package consumers
+
+import (
+	"time"
+
+	"stockledger/ledger"
+)
+
+// Hooks let the service observe the projector (metrics) without this package
+// knowing how figures are kept. Nil fields are skipped. They are called on
+// the projector's goroutine and must return quickly.
+type Hooks struct {
+	// Committed is called after each batch of events is committed.
+	Committed func(BatchStats)
+	// DeadLettered is called for each message sent to the dead-letter stream.
+	DeadLettered func()
+}
+
+// BatchStats describes one committed batch of events.
+type BatchStats struct {
+	// Messages is the batch size: every message of the batch, applied,
+	// refused or redelivered.
+	Messages int
+	// Applied counts the events applied, by type.
+	Applied map[ledger.Type]int
+	// CommitTook is how long the store's commit took.
+	CommitTook time.Duration
+	// AppliedSeq is the checkpoint after the batch.
+	AppliedSeq uint64
+}
