@@ -459,6 +459,11 @@ func (p *Projector) decode(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger
 	if err := e.Validate(); err != nil {
 		return e, "validate: " + err.Error()
 	}
+	// The ingest clock of a raw publish is the store time: judged against
+	// it, a rebuild refuses the same events.
+	if err := e.CheckClock(meta.Timestamp); err != nil {
+		return e, "validate: " + err.Error()
+	}
 	shop, sku, ok := ledger.ParseEventSubject(m.Subject())
 	if !ok || shop != e.Shop || sku != e.SKU {
 		return e, fmt.Sprintf("subject %q does not match the event's shop %q and sku %q", m.Subject(), e.Shop, e.SKU)

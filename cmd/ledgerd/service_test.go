@@ -12,7 +12,7 @@ import (
 // startTestService runs ledgerd in process: embedded NATS on a random port,
 // HTTP on a random port, the read model in Postgres at databaseURL or in
 // memory when it is empty. It stops when the test ends.
-func startTestService(t *testing.T, databaseURL string) *service {
+func startTestService(t testing.TB, databaseURL string) *service {
 	t.Helper()
 	cfg := config{
 		HTTPAddr:    "127.0.0.1:0",
