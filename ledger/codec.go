@@ -122,7 +122,10 @@ func jsonError(index int, err error) error {
 	}
 	// encoding/json has no typed error for unknown fields; its message is stable.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return &FieldError{Index: index, Field: strings.Trim(name, `"`), Rule: "unknown field"}
+		if name = strings.Trim(name, `"`); name == "" {
+			return &FieldError{Index: index, Field: `""`, Rule: "unknown field (an empty name)"}
+		}
+		return &FieldError{Index: index, Field: name, Rule: "unknown field"}
 	}
 	return &FieldError{Index: index, Field: "body", Rule: err.Error()}
 }

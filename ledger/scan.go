@@ -50,7 +50,7 @@ func scanObject(data []byte) *FieldError {
 			if first != key {
 				rule = fmt.Sprintf("given twice (as %q and %q; field names match case-insensitively): each field at most once", first, key)
 			}
-			return &FieldError{Field: strings.ToLower(key), Rule: rule}
+			return &FieldError{Field: fieldLabel(strings.ToLower(key)), Rule: rule}
 		}
 		seen[folded] = key
 		s.space()
@@ -65,10 +65,10 @@ func scanObject(data []byte) *FieldError {
 			return nil
 		}
 		if depth > MaxJSONDepth {
-			return &FieldError{Field: key, Rule: fmt.Sprintf("nested %d levels deep: at most %d", depth, MaxJSONDepth)}
+			return &FieldError{Field: fieldLabel(key), Rule: fmt.Sprintf("nested %d levels deep: at most %d", depth, MaxJSONDepth)}
 		}
 		if v := data[start:s.i]; !utf8.Valid(v) {
-			return &FieldError{Field: key, Value: quote(string(v)), Rule: "must be valid UTF-8"}
+			return &FieldError{Field: fieldLabel(key), Value: quote(strings.Trim(string(v), `"`)), Rule: "must be valid UTF-8"}
 		}
 		s.space()
 		switch s.peek() {
@@ -80,6 +80,14 @@ func scanObject(data []byte) *FieldError {
 			return nil
 		}
 	}
+}
+
+// fieldLabel names a field in an error; an empty name shows as "".
+func fieldLabel(key string) string {
+	if key == "" {
+		return `""`
+	}
+	return key
 }
 
 // foldKey maps a key to the same string for every key bytes.EqualFold (and
