@@ -107,6 +107,10 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		return nil, err
 	}
 
+	guard, err := loadAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP cannot listen on %s (LEDGER_HTTP_ADDR): %w", cfg.HTTPAddr, err)
@@ -114,7 +118,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	svc.httpAddr = ln.Addr().String()
 	api := &api{log: log, pub: pub, js: js, store: svc.store, projector: svc.projector, nc: svc.nc, durability: svc.durability()}
 	svc.http = &http.Server{
-		Handler:           api.routes(),
+		Handler:           guard.wrap(api.routes()),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
