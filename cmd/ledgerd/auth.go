@@ -233,4 +233,3 @@ func shopOfPath(path string) (string, bool) {
 	shop, _, _ := strings.Cut(rest, "/")
 	return shop, shop != ""
 }
-
