@@ -230,4 +230,3 @@ func report(t *testing.T, fault string, runs, faults int, figs consumertest.Figu
 	t.Helper()
 	t.Logf("RELIABILITY %s: runs %d, faults %d, %s, publish retries %d", fault, runs, faults, figs, retries)
 }
-
