@@ -45,6 +45,11 @@ type feed struct {
 // feedBatchMax bounds one published batch of the feed.
 const feedBatchMax = 50
 
+// feedPace is the pause between two batches of the feed: at most
+// feedBatchMax sales per pause, so that a fault run loads the service
+// without starving the rest of a shared 2-core machine.
+const feedPace = 10 * time.Millisecond
+
 // feedAttemptsMax bounds the attempts of one batch across faults.
 const feedAttemptsMax = 600
 
@@ -119,7 +124,7 @@ func (f *feed) run(t testing.TB, stop <-chan struct{}) int {
 		select {
 		case <-stop:
 			return i + feedBatchMax
-		default:
+		case <-time.After(feedPace):
 		}
 	}
 }

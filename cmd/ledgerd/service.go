@@ -116,7 +116,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		return nil, fmt.Errorf("HTTP cannot listen on %s (LEDGER_HTTP_ADDR): %w", cfg.HTTPAddr, err)
 	}
 	svc.httpAddr = ln.Addr().String()
-	api := &api{log: log, pub: pub, js: js, store: svc.store, projector: svc.projector, nc: svc.nc, durability: svc.durability()}
+	api := &api{log: log, pub: pub, js: js, store: newStaleStore(svc.store), projector: svc.projector, nc: svc.nc, durability: svc.durability()}
 	svc.http = &http.Server{
 		Handler:           guard.wrap(api.routes()),
 		ReadHeaderTimeout: 5 * time.Second,

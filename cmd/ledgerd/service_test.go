@@ -12,7 +12,7 @@ import (
 // startTestService runs ledgerd in process: embedded NATS on a random port,
 // HTTP on a random port, the read model in Postgres at databaseURL or in
 // memory when it is empty. It stops when the test ends.
-func startTestService(t testing.TB, databaseURL string) *service {
+func startTestService(t testing.TB, databaseURL string, tweak ...func(*config)) *service {
 	t.Helper()
 	cfg := config{
 		HTTPAddr:    "127.0.0.1:0",
@@ -22,6 +22,9 @@ func startTestService(t testing.TB, databaseURL string) *service {
 		Sync:        syncInterval,
 		StreamBytes: 64 << 20,
 		LogLevel:    slog.LevelInfo,
+	}
+	for _, f := range tweak {
+		f(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	svc, err := start(context.Background(), cfg, log)

@@ -239,7 +239,11 @@ func alertMsgIDs(ctx context.Context, js jetstream.JetStream) (map[string]bool, 
 	if err != nil {
 		return nil, err
 	}
-	last := st.CachedInfo().State.LastSeq
+	state := st.CachedInfo().State
+	if state.FirstSeq > 1 {
+		return nil, fmt.Errorf("the alert stream has dropped messages 1..%d to its limits (MaxBytes %d): size it for the run", state.FirstSeq-1, st.CachedInfo().Config.MaxBytes)
+	}
+	last := state.LastSeq
 	have := map[string]bool{}
 	if last == 0 {
 		return have, nil
