@@ -119,33 +119,48 @@ func TestHostileInputNATS(t *testing.T) {
 	if _, err := pub(ledger.EventSubject("shop-h", "sku-h"), `{"type":"listing","shop":"shop-h","sku":"sku-h","title":"t","price_fen":100,"stock":10,"sales_form":"spot","ship_within_hours":24}`, "listing-h"); err != nil {
 		t.Fatal(err)
 	}
+	// The order feed keeps publishing while the poison arrives.
+	fpub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFeed(fpub, "shop-l", 2)
+	stop := make(chan struct{})
+	fed := make(chan int)
+	go func() { fed <- f.run(t, stop) }()
+	waitProgress(t, f, 0, time.Minute)
+	rounds := faultEnv(1, 20)
 	cases := append(hostileInputs(),
 		hostile{"wrong subject", "shop-h event on shop-x's subject", hostileSale(""), "subject"},
 		hostile{"wrong subject", "event on a subject with a wildcard", hostileSale(""), "subject"},
 	)
 	tried, refused := map[string]int{}, map[string]int{}
 	want := map[uint64]hostile{} // stored poison by sequence
-	for i, h := range cases {
-		tried[h.class]++
-		subject := ledger.EventSubject("shop-h", "sku-h")
-		switch h.name {
-		case "shop-h event on shop-x's subject":
-			subject = ledger.EventSubject("shop-x", "sku-x")
-		case "event on a subject with a wildcard":
-			subject = ledger.EventSubjectRoot + ".shop-h.*"
-		}
-		ack, err := pub(subject, h.body, "hostile-"+strconv.Itoa(i))
-		if err != nil {
-			// The stream itself refused it (size): a clear error at the feed.
-			if h.field != "body" {
-				t.Errorf("%s / %s: publish refused (%v), want it stored and dead-lettered", h.class, h.name, err)
+	for r := range rounds {
+		for i, h := range cases {
+			tried[h.class]++
+			subject := ledger.EventSubject("shop-h", "sku-h")
+			switch h.name {
+			case "shop-h event on shop-x's subject":
+				subject = ledger.EventSubject("shop-x", "sku-x")
+			case "event on a subject with a wildcard":
+				subject = ledger.EventSubjectRoot + ".shop-h.*"
+			}
+			ack, err := pub(subject, h.body, "hostile-"+strconv.Itoa(r)+"-"+strconv.Itoa(i))
+			if err != nil {
+				// The stream itself refused it (size): a clear error at the feed.
+				if h.field != "body" {
+					t.Errorf("%s / %s: publish refused (%v), want it stored and dead-lettered", h.class, h.name, err)
+					continue
+				}
+				refused[h.class]++
 				continue
 			}
-			refused[h.class]++
-			continue
+			want[ack.Sequence] = h
 		}
-		want[ack.Sequence] = h
 	}
+	close(stop)
+	<-fed
 	// A valid sale after the poison: the projector must get past all of it.
 	ack, err := pub(ledger.EventSubject("shop-h", "sku-h"), `{"type":"sale","shop":"shop-h","sku":"sku-h","order_id":"h-ok","qty":1,"unit_price_fen":100}`, "sentinel")
 	if err != nil {
@@ -184,6 +199,8 @@ func TestHostileInputNATS(t *testing.T) {
 		t.Errorf("shop-x after an event on its subject that names shop-h: %d %s, want no SKU", status, body)
 	}
 	logClasses(t, "raw NATS", tried, refused)
+	figs := checkService(t, "http://"+svc.httpAddr, js, f.ackedIDs(), f.shop, "shop-h", "shop-x")
+	report(t, fmt.Sprintf("poison published raw (%d messages) under load", len(want)), 1, len(want), figs, f.retry)
 }
 
 func streamLastSeq(t *testing.T, js jetstream.JetStream, name string) uint64 {
