@@ -262,3 +262,31 @@ func truncateForLog(b []byte) string {
 	}
 	return string(b)
 }
+
+// TestHostileReads sends hostile path tokens and query values to the read
+// API: each is refused with 400 naming the parameter, before any store read.
+func TestHostileReads(t *testing.T) {
+	svc := startTestService(t, "")
+	base := "http://" + svc.httpAddr
+	cases := []struct{ path, field string }{
+		{"/v1/shops/shop';DROP%20TABLE%20skus;--/skus", "shop"},
+		{"/v1/shops/shop%00a/skus", "shop"},
+		{"/v1/shops/" + strings.Repeat("s", 65) + "/skus", "shop"},
+		{"/v1/shops/shop-a/skus/sku.%3E", "sku"},
+		{"/v1/shops/shop-a/skus/sku%2A", "sku"},
+		{"/v1/shops/shop-a/skus?min_seq=99999999999999999999999", "min_seq"},
+		{"/v1/shops/shop-a/skus?min_seq=-1", "min_seq"},
+		{"/v1/shops/shop-a/alerts?state=open%27%20OR%201=1", "state"},
+		{"/v1/shops/shop-a/skus/sku-1/events?limit=-5", "limit"},
+		{"/v1/shops/shop-a/skus/sku-1/events?limit=100000000", "limit"},
+		{"/v1/shops/shop-a/skus/sku-1/events?after_seq=1e9", "after_seq"},
+	}
+	for _, tc := range cases {
+		status, body := doGet(t, base+tc.path)
+		var p problem
+		_ = json.Unmarshal(body, &p)
+		if status != http.StatusBadRequest || len(p.Errors) == 0 || p.Errors[0].Field != tc.field {
+			t.Errorf("GET %s: %d %s, want 400 naming %s", tc.path, status, truncateForLog(body), tc.field)
+		}
+	}
+}
