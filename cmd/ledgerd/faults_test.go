@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,22 +71,13 @@ func startPrivatePostgres(t *testing.T) *privatePG {
 		}
 		p.runAs = "postgres"
 	}
-	_, portText, _ := splitHostPort(freePort(t))
+	_, portText, _ := net.SplitHostPort(freePort(t))
 	p.port, _ = strconv.Atoi(portText)
 	p.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.port)
 	p.run(t, "initdb", "-D", filepath.Join(dir, "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
 	p.start(t)
 	t.Cleanup(func() { _ = p.cmd("pg_ctl", "-D", filepath.Join(dir, "data"), "-m", "immediate", "-w", "stop").Run() })
 	return p
-}
-
-func splitHostPort(addr string) (string, string, error) {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == ':' {
-			return addr[:i], addr[i+1:], nil
-		}
-	}
-	return "", "", fmt.Errorf("no port in %s", addr)
 }
 
 func (p *privatePG) cmd(name string, args ...string) *exec.Cmd {
@@ -253,7 +245,7 @@ func TestPostgresFaults(t *testing.T) {
 // projector resumes, and no acknowledged event is lost or stored twice.
 func TestNATSRestart(t *testing.T) {
 	restarts := faultEnv(2, 10)
-	_, portText, _ := splitHostPort(freePort(t))
+	_, portText, _ := net.SplitHostPort(freePort(t))
 	port, _ := strconv.Atoi(portText)
 	storeDir := t.TempDir()
 	startNATS := func() *server.Server {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/ledger"
+	"stockledger/projections"
 )
 
 // hostile is one piece of bad input and the field its refusal must name.
@@ -185,12 +186,8 @@ func TestHostileInputNATS(t *testing.T) {
 		refused[h.class]++
 	}
 	status, body := do(t, http.MethodGet, "http://"+svc.httpAddr+"/v1/shops/shop-h/skus/sku-h", nil)
-	var v struct{ Committed, Listed, OnHand int64 }
-	_ = json.Unmarshal(body, &struct {
-		Committed *int64 `json:"committed"`
-		Listed    *int64 `json:"listed"`
-		OnHand    *int64 `json:"on_hand"`
-	}{&v.Committed, &v.Listed, &v.OnHand})
+	var v projections.View
+	_ = json.Unmarshal(body, &v)
 	if status != http.StatusOK || v.Committed != 1 || v.Listed != 9 || v.OnHand != 10 {
 		t.Errorf("view after poison: %d %s, want committed 1, listed 9, on_hand 10 (only the valid events)", status, body)
 	}
