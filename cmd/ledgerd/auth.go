@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -113,6 +114,15 @@ func parseTokens(r io.Reader, name string) (*auth, error) {
 		return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s: no tokens", name)
 	}
 	return a, nil
+}
+
+// logMode says at start whether HTTP requests need a token (never which).
+func (a *auth) logMode(log *slog.Logger) {
+	if a == nil {
+		log.Info("HTTP tokens: off (loopback only; set LEDGER_TOKENS_FILE to require them)")
+		return
+	}
+	log.Info("HTTP tokens: required", "tokens", len(a.grants))
 }
 
 // isLoopback reports whether a listen address accepts loopback connections

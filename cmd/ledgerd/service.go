@@ -111,6 +111,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	if err != nil {
 		return nil, err
 	}
+	guard.logMode(log)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP cannot listen on %s (LEDGER_HTTP_ADDR): %w", cfg.HTTPAddr, err)
