@@ -19,8 +19,7 @@ const MaxEventBytes = 8 << 10
 // DecodeEvent decodes one event strictly: an unknown field, a field given
 // twice (case-insensitively), bytes that are not UTF-8, nesting deeper than
 // MaxJSONDepth, a value of the wrong JSON type or trailing data is an error
-// naming the field. It does not
-// validate the rules; call Validate.
+// naming the field. It does not validate the rules; call Validate.
 func DecodeEvent(data []byte) (Event, error) {
 	var e Event
 	if len(data) > MaxEventBytes {
