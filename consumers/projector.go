@@ -482,6 +482,11 @@ func decodeStored(data []byte, subject string, seq uint64, stored time.Time) (le
 	if err := e.Validate(); err != nil {
 		return e, "validate: " + err.Error()
 	}
+	// The ingest clock of a raw publish is the store time: judged against
+	// it, a rebuild refuses the same events.
+	if err := e.CheckClock(stored); err != nil {
+		return e, "validate: " + err.Error()
+	}
 	shop, sku, ok := ledger.ParseEventSubject(subject)
 	if !ok || shop != e.Shop || sku != e.SKU {
 		return e, fmt.Sprintf("subject %q does not match the event's shop %q and sku %q", subject, e.Shop, e.SKU)

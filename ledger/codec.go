@@ -16,13 +16,17 @@ const MaxBatch = 1000
 // MaxEventBytes bounds one encoded event; the stream refuses larger messages.
 const MaxEventBytes = 8 << 10
 
-// DecodeEvent decodes one event strictly: an unknown field, a value of the
-// wrong JSON type or trailing data is an error naming the field. It does not
-// validate the rules; call Validate.
+// DecodeEvent decodes one event strictly: an unknown field, a field given
+// twice (case-insensitively), bytes that are not UTF-8, nesting deeper than
+// MaxJSONDepth, a value of the wrong JSON type or trailing data is an error
+// naming the field. It does not validate the rules; call Validate.
 func DecodeEvent(data []byte) (Event, error) {
 	var e Event
 	if len(data) > MaxEventBytes {
 		return e, &FieldError{Field: "body", Value: fmt.Sprintf("%d bytes", len(data)), Rule: fmt.Sprintf("an event must be at most %d bytes", MaxEventBytes)}
+	}
+	if fe := scanObject(data); fe != nil {
+		return e, fe
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -117,7 +121,10 @@ func jsonError(index int, err error) error {
 	}
 	// encoding/json has no typed error for unknown fields; its message is stable.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return &FieldError{Index: index, Field: strings.Trim(name, `"`), Rule: "unknown field"}
+		if name = strings.Trim(name, `"`); name == "" {
+			return &FieldError{Index: index, Field: `""`, Rule: "unknown field (an empty name)"}
+		}
+		return &FieldError{Index: index, Field: name, Rule: "unknown field"}
 	}
 	return &FieldError{Index: index, Field: "body", Rule: err.Error()}
 }

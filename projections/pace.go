@@ -50,6 +50,18 @@ type paceBucket struct {
 // PaceHistoryMinutes buckets indexed by the minute. Its zero value is empty.
 type Pace struct {
 	Buckets [PaceHistoryMinutes]paceBucket `json:"buckets"`
+	// Latest is the latest event time the SKU has seen: the pace's "now".
+	// It is not moved by the ship-promise sweep's wall clock, so that the
+	// pace, the sellout estimate and sellout_soon depend on the events
+	// alone and a rebuild from the stream gives the same figures.
+	Latest time.Time `json:"latest"`
+}
+
+// observe moves the pace's clock to the event time t, never back.
+func (p *Pace) observe(t time.Time) {
+	if t.After(p.Latest) {
+		p.Latest = t.UTC()
+	}
 }
 
 func unixMinute(t time.Time) int64 { return t.Unix() / 60 }
@@ -82,7 +94,7 @@ func (p *Pace) units(now time.Time, n int64) int64 {
 // ViewPace is the pace part of a SKU's view.
 type ViewPace struct {
 	// PacePerHour is the units sold per hour at the rate of the last
-	// PaceWindowMinutes minutes of event time (up to the SKU's clock).
+	// PaceWindowMinutes minutes of event time (up to the latest event).
 	PacePerHour int64 `json:"pace_per_hour"`
 	// SelloutETA is when the real limit (available for spot, capacity_left
 	// for presale) runs out at that pace: null when the SKU is not listed,
@@ -91,20 +103,20 @@ type ViewPace struct {
 	// LiveID is the live session of the SKU's latest sale.
 	LiveID string `json:"live_id,omitempty"`
 	// SalesByMinute are the units sold in each of the last
-	// PaceHistoryMinutes minutes up to the SKU's clock, oldest first, minutes
+	// PaceHistoryMinutes minutes up to the latest event, oldest first, minutes
 	// without sales left out.
 	SalesByMinute []MinuteSales `json:"sales_by_minute"`
 }
 
-// paceView derives the pace part of the view from the SKU's clock.
+// paceView derives the pace part of the view from the event times.
 func (s *SKU) paceView() ViewPace {
 	v := ViewPace{LiveID: s.LiveID, SalesByMinute: []MinuteSales{}}
-	units := s.Pace.units(s.Clock, PaceWindowMinutes)
+	units := s.Pace.units(s.Pace.Latest, PaceWindowMinutes)
 	v.PacePerHour = units * 60 / PaceWindowMinutes
 	if eta, ok := s.selloutETA(units); ok {
 		v.SelloutETA = &eta
 	}
-	now := unixMinute(s.Clock)
+	now := unixMinute(s.Pace.Latest)
 	for m := now - PaceHistoryMinutes + 1; m <= now; m++ {
 		if b := s.Pace.Buckets[((m%PaceHistoryMinutes)+PaceHistoryMinutes)%PaceHistoryMinutes]; b.Minute == m && b.Units > 0 {
 			v.SalesByMinute = append(v.SalesByMinute, MinuteSales{Minute: time.Unix(m*60, 0).UTC(), Units: b.Units})
@@ -124,7 +136,7 @@ func (s *SKU) selloutETA(units int64) (time.Time, bool) {
 	// left / (units per window) windows; in seconds. left and units are at
 	// most a few billion, so the product stays well inside int64.
 	secs := left * PaceWindowMinutes * 60 / units
-	return s.Clock.Add(time.Duration(secs) * time.Second).UTC().Truncate(time.Second), true
+	return s.Pace.Latest.Add(time.Duration(secs) * time.Second).UTC().Truncate(time.Second), true
 }
 
 // evaluatePace raises sellout_soon when the real limit runs out within the
@@ -134,14 +146,14 @@ func (s *SKU) evaluatePace(seq uint64, at time.Time, changes []Alert) []Alert {
 	if s.Config.SelloutSoon <= 0 {
 		return s.resolve(changes, key, seq, at)
 	}
-	units := s.Pace.units(s.Clock, PaceWindowMinutes)
+	units := s.Pace.units(s.Pace.Latest, PaceWindowMinutes)
 	eta, ok := s.selloutETA(units)
-	if !ok || eta.Sub(s.Clock) >= s.Config.SelloutSoon {
+	if !ok || eta.Sub(s.Pace.Latest) >= s.Config.SelloutSoon {
 		return s.resolve(changes, key, seq, at)
 	}
 	// The message names whole minutes only, so that the alert is updated
 	// when the estimate moves by a minute, not at every sale.
-	mins := int64(eta.Sub(s.Clock) / time.Minute)
+	mins := int64(eta.Sub(s.Pace.Latest) / time.Minute)
 	return s.raise(changes, Alert{Kind: SelloutSoon, Seq: seq, RaisedAt: at,
 		Message: fmt.Sprintf("at the pace of the last %d minutes the %s runs out in about %d minutes: restock, confirm capacity or set stock to zero",
 			PaceWindowMinutes, s.limitName(), mins)})

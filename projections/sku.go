@@ -194,6 +194,7 @@ func (s *SKU) Apply(seq uint64, e *ledger.Event) ([]Alert, error) {
 	var changes []Alert
 	s.LastSeq = seq
 	s.UpdatedAt = e.At.UTC()
+	s.Pace.observe(e.At)
 	// Time passes with the events: orders due before this one happened are late.
 	changes = s.advance(e.At, changes)
 

@@ -49,6 +49,8 @@ type config struct {
 	LogLevel    slog.Level
 	// SelloutSoon is the sellout_soon threshold; zero disables the alert.
 	SelloutSoon time.Duration
+	// TokensFile lists bearer tokens and their shops (auth.go).
+	TokensFile string
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -71,6 +73,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Int64Var(&c.StreamBytes, "stream-max-bytes", envInt(getenv, "LEDGER_STREAM_MAX_BYTES", ledger.DefaultEventMaxBytes), "bound of the event stream in bytes; when full it refuses new events (LEDGER_STREAM_MAX_BYTES)")
 	selloutMinutes := fs.Int64("sellout-soon-minutes", envInt(getenv, "LEDGER_SELLOUT_SOON_MINUTES", int64(projections.DefaultSelloutSoon/time.Minute)),
 		"raise sellout_soon when a listed SKU's real stock or capacity runs out within this many minutes at the pace of the last 5 minutes; 0 disables (LEDGER_SELLOUT_SOON_MINUTES)")
+	fs.StringVar(&c.TokensFile, "tokens-file", env("LEDGER_TOKENS_FILE", ""), "file of bearer tokens and the shops each may read and write; required beyond loopback (LEDGER_TOKENS_FILE)")
 	fs.StringVar(&level, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (LEDGER_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err

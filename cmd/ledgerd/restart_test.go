@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -166,12 +166,12 @@ func waitHealthy(t *testing.T, base string, d *daemon) {
 	t.Fatal("ledgerd not healthy within 60s")
 }
 
+// killRestart runs the feed against the real binary and SIGKILLs it at
+// random moments (each after the feed made progress since the last kill),
+// starting it again every time; then one more kill after the last ack, a
+// clean start, and the full check.
 func killRestart(t *testing.T, bin, databaseURL string) {
-	const (
-		sales     = 3000
-		batchSize = 50
-		kills     = 4
-	)
+	kills := faultEnv(4, 20)
 	httpAddr, natsAddr := freePort(t), freePort(t)
 	env := []string{"LEDGER_HTTP_ADDR=" + httpAddr, "LEDGER_NATS_LISTEN=" + natsAddr,
 		"LEDGER_DATA_DIR=" + t.TempDir(), "DATABASE_URL=" + databaseURL, "NATS_URL="}
@@ -190,63 +190,38 @@ func killRestart(t *testing.T, bin, databaseURL string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listing := []ledger.Event{{Type: ledger.Listing, Shop: "shop-k", SKU: "sku-k", Title: "Kill test", PriceFen: 1000,
-		Stock: ledger.Int64(sales), SalesForm: ledger.Spot, ShipWithinHours: 72}}
+	f := newFeed(pub, "shop-k", 4)
+	stop := make(chan struct{})
+	fed := make(chan int)
+	go func() { fed <- f.run(t, stop) }()
 
-	// The killer: SIGKILL and restart whenever the feed has made progress.
-	progress := make(chan int, 100)
-	killerDone := make(chan int)
-	go func() {
-		n := 0
-		for acked := range progress {
-			if n < kills && acked >= (n+1)*sales/(kills+1) {
-				mu.Lock()
-				d.kill()
-				d = startDaemon(t, bin, env)
-				mu.Unlock()
-				n++
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	for n := 0; n < kills; n++ {
+		// Wait for progress, then a random moment within the next 400 ms.
+		f.mu.Lock()
+		from := f.sent
+		f.mu.Unlock()
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			f.mu.Lock()
+			progressed := f.sent > from
+			f.mu.Unlock()
+			if progressed {
+				break
 			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no progress of the feed within 2 minutes after kill %d", n)
+			}
+			waitFor(10 * time.Millisecond)
 		}
-		killerDone <- n
-	}()
-
-	var lastSeq uint64
-	publish := func(events []ledger.Event) {
-		for attempt := 0; ; attempt++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			acks, err := pub.Publish(ctx, events)
-			cancel()
-			if err == nil {
-				for _, a := range acks {
-					lastSeq = max(lastSeq, a.Seq)
-				}
-				return
-			}
-			if attempt > 200 {
-				t.Fatalf("publish never succeeded: %v", err)
-			}
-			// Publishing the same events again is safe: same ids, same
-			// order ids. Give the restarted server a moment.
-			waitFor(50 * time.Millisecond)
-		}
+		waitFor(time.Duration(rng.IntN(400)) * time.Millisecond)
+		mu.Lock()
+		d.kill()
+		d = startDaemon(t, bin, env)
+		mu.Unlock()
 	}
-	publish(listing)
-	for i := 0; i < sales; i += batchSize {
-		batch := make([]ledger.Event, 0, batchSize)
-		for j := i; j < i+batchSize; j++ {
-			batch = append(batch, ledger.Event{Type: ledger.Sale, Shop: "shop-k", SKU: "sku-k",
-				OrderID: fmt.Sprintf("kill-%05d", j), Qty: ledger.Int64(1), UnitPriceFen: 1000})
-			if j%10 == 9 {
-				batch = append(batch, ledger.Event{Type: ledger.Cancel, Shop: "shop-k", SKU: "sku-k", OrderID: fmt.Sprintf("kill-%05d", j-5)})
-			}
-		}
-		publish(batch)
-		progress <- i + batchSize
-	}
-	close(progress)
-	if n := <-killerDone; n != kills {
-		t.Fatalf("killed %d times, want %d", n, kills)
-	}
+	close(stop)
+	sales := <-fed
 	// A last kill after everything was acknowledged, then a clean start.
 	mu.Lock()
 	d.kill()
@@ -254,43 +229,20 @@ func killRestart(t *testing.T, bin, databaseURL string) {
 	mu.Unlock()
 	waitHealthy(t, base, d)
 
-	cancels := int64(sales / 10)
-	status, body := doGet(t, fmt.Sprintf("%s/v1/shops/shop-k/skus/sku-k?min_seq=%d", base, lastSeq))
-	if status != http.StatusOK {
-		t.Fatalf("GET sku: %d %s", status, body)
-	}
-	var v struct {
-		Listed     int64 `json:"listed"`
-		Committed  int64 `json:"committed"`
-		OpenOrders int64 `json:"open_orders"`
-	}
-	if err := json.Unmarshal(body, &v); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := v.Committed, int64(sales)-cancels; got != want {
-		t.Errorf("committed = %d, want %d (every acknowledged sale once, minus cancels)", got, want)
-	}
-	if got, want := v.OpenOrders, int64(sales)-cancels; got != want {
-		t.Errorf("open_orders = %d, want %d", got, want)
-	}
-	if got, want := v.Listed, cancels; got != want {
-		t.Errorf("listed = %d, want %d", got, want)
-	}
-
-	// The stream holds every sale exactly once.
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	figs := checkService(t, base, js, f.ackedIDs(), f.shop)
 	counts := streamOrderCounts(t, js)
 	if len(counts) != sales {
 		t.Errorf("stream holds %d distinct orders' sales, want %d", len(counts), sales)
 	}
-	for id, n := range counts {
-		if n != 1 {
-			t.Errorf("order %s stored %d times", id, n)
-		}
+	store := "memory"
+	if databaseURL != "" {
+		store = "postgres"
 	}
+	report(t, "SIGKILL of ledgerd ("+store+")", 1, kills+1, figs, f.retry)
 }
 
 // streamOrderCounts reads the whole event stream and counts sales by order id.

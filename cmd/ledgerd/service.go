@@ -114,17 +114,22 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		return nil, err
 	}
 
+	guard, err := loadAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	guard.logMode(log)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP cannot listen on %s (LEDGER_HTTP_ADDR): %w", cfg.HTTPAddr, err)
 	}
 	svc.httpAddr = ln.Addr().String()
 	met.registerState(js, svc.projector, svc.store, log)
-	api := &api{log: log, pub: pub, js: js, store: svc.store, projector: svc.projector, nc: svc.nc, durability: svc.durability(),
+	api := &api{log: log, pub: pub, js: js, store: newStaleStore(svc.store), projector: svc.projector, nc: svc.nc, durability: svc.durability(),
 		kv: kv, fold: popts.Fold, metrics: met, liveStop: make(chan struct{})}
 	svc.api = api
 	svc.http = &http.Server{
-		Handler:           api.routes(),
+		Handler:           guard.wrap(api.routes()),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

@@ -14,7 +14,7 @@ import (
 // HTTP on a random port, the read model in Postgres at databaseURL or in
 // memory when it is empty. It stops when the test ends. Options change the
 // configuration before start.
-func startTestService(t *testing.T, databaseURL string, opts ...func(*config)) *service {
+func startTestService(t testing.TB, databaseURL string, opts ...func(*config)) *service {
 	t.Helper()
 	cfg := config{
 		HTTPAddr:    "127.0.0.1:0",

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+
+	"stockledger/ledger"
+)
+
+// Token bounds.
+const (
+	// tokenMinLen refuses guessable tokens: 32 characters, such as the hex
+	// of 16 random bytes (openssl rand -hex 16).
+	tokenMinLen = 32
+	// tokenMaxLen bounds one token and so the work of one comparison.
+	tokenMaxLen = 256
+	// tokensMax bounds the tokens of one file.
+	tokensMax = 10_000
+	// allShops in a token file's shop list grants every shop.
+	allShops = "*"
+)
+
+// grant is one token's scope. The token itself is kept only as its SHA-256,
+// so that a comparison takes the same time whatever the input and no copy of
+// the secret stays in memory.
+type grant struct {
+	sum   [sha256.Size]byte
+	all   bool
+	shops map[string]bool
+}
+
+func (g *grant) allows(shop string) bool { return g.all || g.shops[shop] }
+
+// auth checks bearer tokens. A nil *auth lets every request through: ledgerd
+// runs so only on loopback without a token file.
+type auth struct {
+	grants []grant
+}
+
+// loadAuth reads LEDGER_TOKENS_FILE. Without one, ledgerd must listen on
+// loopback only; listening beyond it without tokens is refused.
+func loadAuth(cfg config) (*auth, error) {
+	if cfg.TokensFile == "" {
+		if !isLoopback(cfg.HTTPAddr) {
+			return nil, fmt.Errorf("LEDGER_HTTP_ADDR %s listens beyond loopback: set LEDGER_TOKENS_FILE to a file of bearer tokens and their shops (see README), or listen on 127.0.0.1", cfg.HTTPAddr)
+		}
+		return nil, nil
+	}
+	f, err := os.Open(cfg.TokensFile)
+	if err != nil {
+		return nil, fmt.Errorf("LEDGER_TOKENS_FILE: %w", err)
+	}
+	defer f.Close()
+	return parseTokens(f, cfg.TokensFile)
+}
+
+// parseTokens reads lines "<token> <shop>[,<shop>...]" ("*" for every shop);
+// blank lines and lines starting with # are skipped. Errors name the line,
+// never the token.
+func parseTokens(r io.Reader, name string) (*auth, error) {
+	a := &auth{}
+	seen := map[[sha256.Size]byte]bool{}
+	sc := bufio.NewScanner(r)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		fields := strings.Fields(text)
+		if len(fields) != 2 {
+			return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s line %d: must be a token, a space and a comma-separated list of shops (or *)", name, line)
+		}
+		tok, list := fields[0], fields[1]
+		if len(tok) < tokenMinLen || len(tok) > tokenMaxLen {
+			return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s line %d: a token must be %d to %d characters", name, line, tokenMinLen, tokenMaxLen)
+		}
+		g := grant{sum: sha256.Sum256([]byte(tok)), shops: map[string]bool{}}
+		if seen[g.sum] {
+			return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s line %d: the token of an earlier line again", name, line)
+		}
+		seen[g.sum] = true
+		for _, shop := range strings.Split(list, ",") {
+			if shop == allShops {
+				g.all = true
+				continue
+			}
+			if err := (&ledger.Event{Shop: shop}).Validate(); err != nil && strings.Contains(err.Error(), "shop") {
+				for _, fe := range ledger.FieldErrors(err) {
+					if fe.Field == "shop" {
+						return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s line %d: shop %s: %s", name, line, fe.Value, fe.Rule)
+					}
+				}
+			}
+			g.shops[shop] = true
+		}
+		a.grants = append(a.grants, g)
+		if len(a.grants) > tokensMax {
+			return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s: more than %d tokens", name, tokensMax)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s: %w", name, err)
+	}
+	if len(a.grants) == 0 {
+		return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s: no tokens", name)
+	}
+	return a, nil
+}
+
+// logMode says at start whether HTTP requests need a token (never which).
+func (a *auth) logMode(log *slog.Logger) {
+	if a == nil {
+		log.Info("HTTP tokens: off (loopback only; set LEDGER_TOKENS_FILE to require them)")
+		return
+	}
+	log.Info("HTTP tokens: required", "tokens", len(a.grants))
+}
+
+// isLoopback reports whether a listen address accepts loopback connections
+// only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// lookup finds the grant of a presented token. It compares against every
+// grant without stopping early, in constant time per grant.
+func (a *auth) lookup(token string) *grant {
+	if token == "" || len(token) > tokenMaxLen {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(token))
+	var found *grant
+	for i := range a.grants {
+		if subtle.ConstantTimeCompare(sum[:], a.grants[i].sum[:]) == 1 {
+			found = &a.grants[i]
+		}
+	}
+	return found
+}
+
+// wrap puts the token check in front of h. /healthz stays open (it names no
+// shop's data). A path under /v1/shops/{shop} needs a token for that shop;
+// POST /v1/events a token for every shop its events name; anything else a
+// token for every shop. The token is never logged nor echoed.
+func (a *auth) wrap(h http.Handler) http.Handler {
+	if a == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		g := a.lookup(strings.TrimSpace(token))
+		if !ok || g == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="stockledger"`)
+			writeProblem(w, problem{Status: http.StatusUnauthorized, Detail: "Authorization: a bearer token is required (LEDGER_TOKENS_FILE)",
+				Errors: []*ledger.FieldError{{Field: "Authorization", Rule: "must be Bearer and a token ledgerd knows"}}})
+			return
+		}
+		switch shop, under := shopOfPath(r.URL.Path); {
+		case under:
+			if !g.allows(shop) {
+				forbid(w, shop)
+				return
+			}
+		case r.Method == http.MethodPost && r.URL.Path == "/v1/events":
+			if !a.allowsBody(w, r, g) {
+				return
+			}
+		default:
+			if !g.all {
+				forbid(w, "every shop")
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// allowsBody reads the events (bounded as the handler does) and checks every
+// shop they name; it puts the body back for the handler. A body that does
+// not decode is passed on: the handler refuses it and appends nothing.
+func (a *auth) allowsBody(w http.ResponseWriter, r *http.Request, g *grant) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
+	if err != nil {
+		return true
+	}
+	events, err := ledger.DecodeEvents(body)
+	if err != nil {
+		return true
+	}
+	for _, e := range events {
+		if !g.allows(e.Shop) {
+			forbid(w, e.Shop)
+			return false
+		}
+	}
+	return true
+}
+
+// errReader hands the handler the read error the middleware met (a body
+// too large), so it answers as it would have.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) {
+	if e.err == nil {
+		return 0, io.EOF
+	}
+	return 0, e.err
+}
+
+func forbid(w http.ResponseWriter, shop string) {
+	writeProblem(w, problem{Status: http.StatusForbidden, Detail: fmt.Sprintf("shop %s: this token is not granted it", shop),
+		Errors: []*ledger.FieldError{{Field: "shop", Value: shop, Rule: "the token must be granted this shop"}}})
+}
+
+// shopOfPath returns the shop of a /v1/shops/{shop}/... path.
+func shopOfPath(path string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, "/v1/shops/")
+	if !ok {
+		return "", false
+	}
+	shop, _, _ := strings.Cut(rest, "/")
+	return shop, shop != ""
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"stockledger/consumers/consumertest"
+	"stockledger/ledger"
+	"stockledger/projections"
+)
+
+// faultEnv reads a whole number of a fault run from the environment: the
+// short version runs in the README's test command, the long one with
+// LEDGER_FAULT_FULL=1 (see RELIABILITY.md).
+func faultEnv(short, full int) int {
+	if os.Getenv("LEDGER_FAULT_FULL") != "" {
+		return full
+	}
+	return short
+}
+
+// feed is the order-feed load: listings, then sales with a cancel every
+// tenth and a recount every fiftieth, across a few SKUs of one shop, each
+// batch published with the idempotent publisher and retried (same events,
+// same ids) until acknowledged.
+type feed struct {
+	shop string
+	skus int
+	pub  *ledger.Publisher
+
+	mu    sync.Mutex
+	acked map[string]bool // event ids acknowledged
+	sent  int             // sales acknowledged
+	retry int             // failed publish attempts, retried
+}
+
+// feedBatchMax bounds one published batch of the feed.
+const feedBatchMax = 50
+
+// feedPace is the pause between two batches of the feed: at most
+// feedBatchMax sales per pause, so that a fault run loads the service
+// without starving the rest of a shared 2-core machine.
+const feedPace = 10 * time.Millisecond
+
+// feedAttemptsMax bounds the attempts of one batch across faults.
+const feedAttemptsMax = 600
+
+func newFeed(pub *ledger.Publisher, shop string, skus int) *feed {
+	return &feed{shop: shop, skus: skus, pub: pub, acked: map[string]bool{}}
+}
+
+// publish sends events until acknowledged; it fails the test after
+// feedAttemptsMax attempts.
+func (f *feed) publish(t testing.TB, events []ledger.Event) {
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		acks, err := f.pub.Publish(ctx, events)
+		cancel()
+		if err == nil {
+			f.mu.Lock()
+			for _, a := range acks {
+				f.acked[a.ID] = true
+			}
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Lock()
+		f.retry++
+		f.mu.Unlock()
+		if attempt == feedAttemptsMax {
+			t.Errorf("publish never acknowledged after %d attempts: %v", attempt, err)
+			return
+		}
+		waitFor(50 * time.Millisecond)
+	}
+}
+
+func (f *feed) sku(i int) string { return fmt.Sprintf("sku-%d", i%f.skus) }
+
+// listAll lists every SKU with 100 units, so that the sales that follow
+// oversell and raise alerts.
+func (f *feed) listAll(t testing.TB) {
+	var events []ledger.Event
+	for i := range f.skus {
+		events = append(events, ledger.Event{Type: ledger.Listing, Shop: f.shop, SKU: f.sku(i), Title: "Fault test",
+			PriceFen: 1990, Stock: ledger.Int64(100), SalesForm: ledger.Spot, ShipWithinHours: 72})
+	}
+	f.publish(t, events)
+}
+
+// batch publishes sales from..from+n-1 with their cancels and recounts.
+func (f *feed) batch(t testing.TB, from, n int) {
+	events := make([]ledger.Event, 0, n+n/5+1)
+	for j := from; j < from+n; j++ {
+		events = append(events, ledger.Event{Type: ledger.Sale, Shop: f.shop, SKU: f.sku(j),
+			OrderID: fmt.Sprintf("%s-%06d", f.shop, j), Qty: ledger.Int64(1 + int64(j%3)), UnitPriceFen: 1990})
+		if j%10 == 9 {
+			events = append(events, ledger.Event{Type: ledger.Cancel, Shop: f.shop, SKU: f.sku(j - 5), OrderID: fmt.Sprintf("%s-%06d", f.shop, j-5)})
+		}
+		if j%50 == 49 {
+			events = append(events, ledger.Event{Type: ledger.Recount, Shop: f.shop, SKU: f.sku(j), Counted: ledger.Int64(int64(j % 97))})
+		}
+	}
+	f.publish(t, events)
+	f.mu.Lock()
+	f.sent += n
+	f.mu.Unlock()
+}
+
+// run publishes batches until stop is closed (after at least one), then
+// returns the number of sales acknowledged.
+func (f *feed) run(t testing.TB, stop <-chan struct{}) int {
+	f.listAll(t)
+	for i := 0; ; i += feedBatchMax {
+		f.batch(t, i, feedBatchMax)
+		select {
+		case <-stop:
+			return i + feedBatchMax
+		case <-time.After(feedPace):
+		}
+	}
+}
+
+func (f *feed) ackedIDs() map[string]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]bool, len(f.acked))
+	for id := range f.acked {
+		out[id] = true
+	}
+	return out
+}
+
+// checkService is the end of every fault run: the read model the service at
+// base shows equals a fresh fold of the whole stream, every acknowledged
+// event is in the stream once, every sale is stored and counted once, and
+// every alert change is on the alert stream. header carries a token when
+// the service wants one.
+func checkService(t *testing.T, base string, js jetstream.JetStream, acked map[string]bool, shops ...string) consumertest.Figures {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Every service of the fault runs keeps ledgerd's default fold settings.
+	l, err := consumertest.Read(ctx, js, projections.FoldConfig{SelloutSoon: projections.DefaultSelloutSoon})
+	if err != nil {
+		t.Fatalf("fold the stream: %v", err)
+	}
+	figs, problems := l.CheckAcked(acked)
+	for _, shop := range shops {
+		var views struct {
+			SKUs []projections.View `json:"skus"`
+		}
+		getJSON(t, fmt.Sprintf("%s/v1/shops/%s/skus?min_seq=%d", base, shop, l.LastSeq), &views)
+		got := map[string]projections.View{}
+		for _, v := range views.SKUs {
+			got[v.SKU] = v
+		}
+		for k, s := range l.SKUs {
+			if k.Shop != shop {
+				continue
+			}
+			v, ok := got[k.SKU]
+			if !ok {
+				problems = append(problems, fmt.Sprintf("%s/%s: folded but not in the read model", k.Shop, k.SKU))
+				continue
+			}
+			if d := consumertest.CompareView(s.View(), v); d != "" {
+				problems = append(problems, d)
+			}
+			// Every sale counted once: committed is the open orders' units.
+			var units int64
+			for _, o := range s.OpenOrders() {
+				units += o.Qty
+			}
+			if v.Committed != units {
+				problems = append(problems, fmt.Sprintf("%s/%s: committed %d, open orders hold %d units", k.Shop, k.SKU, v.Committed, units))
+			}
+			delete(got, k.SKU)
+		}
+		for sku := range got {
+			problems = append(problems, fmt.Sprintf("%s/%s: in the read model but not in the stream", shop, sku))
+		}
+		var alerts struct {
+			Alerts []projections.Alert `json:"alerts"`
+		}
+		getJSON(t, fmt.Sprintf("%s/v1/shops/%s/alerts?state=all&min_seq=%d", base, shop, l.LastSeq), &alerts)
+		problems = append(problems, l.CompareAlerts(shop, alerts.Alerts)...)
+	}
+	missing, err := l.WaitAlertsPublished(ctx, js)
+	if err != nil {
+		t.Fatalf("read the alert stream: %v", err)
+	}
+	for _, m := range missing {
+		problems = append(problems, "alert change not on the alert stream: "+m)
+	}
+	if len(problems) > 0 {
+		t.Errorf("%d problems after the fault run:\n%s", len(problems), consumertest.Join(problems, 30))
+	}
+	if len(l.Alerts) == 0 {
+		t.Error("the run raised no alert: the load must oversell to check that no alert is lost")
+	}
+	t.Logf("check: stream last seq %d, %d SKUs, %d alerts, %d refused; %s", l.LastSeq, len(l.SKUs), len(l.Alerts), len(l.Refused), figs)
+	return figs
+}
+
+// getJSON GETs url (with the test's admin token when tokens are on) and
+// decodes a 200 answer, retrying while the service answers 503 or 504.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, body := doGet(t, url)
+		if status == http.StatusOK {
+			if err := json.Unmarshal(body, v); err != nil {
+				t.Fatalf("GET %s: %v", url, err)
+			}
+			return
+		}
+		if (status != http.StatusServiceUnavailable && status != http.StatusGatewayTimeout) || time.Now().After(deadline) {
+			t.Fatalf("GET %s: %d %s", url, status, body)
+		}
+		waitFor(100 * time.Millisecond)
+	}
+}
+
+// report logs one fault's figures in the form RELIABILITY.md quotes.
+func report(t *testing.T, fault string, runs, faults int, figs consumertest.Figures, retries int) {
+	t.Helper()
+	t.Logf("RELIABILITY %s: runs %d, faults %d, %s, publish retries %d", fault, runs, faults, figs, retries)
+}

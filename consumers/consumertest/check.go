@@ -1,0 +1,289 @@
+// Package consumertest holds the check every fault test of the ledger ends
+// with: read the whole event stream, fold it afresh exactly as the projector
+// accepts events, and compare with what the service shows; count every
+// acknowledged event and every sale in the stream; find every alert change on
+// the alert stream. It is test support: it reads the stream and does no
+// writes.
+package consumertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"stockledger/ledger"
+	"stockledger/projections"
+)
+
+// fetchMax bounds one fetch of the stream reader.
+const fetchMax = 1000
+
+// Ledger is the whole event stream folded afresh.
+type Ledger struct {
+	// LastSeq is the stream's last sequence when it was read.
+	LastSeq uint64
+	// SKUs are the folded states.
+	SKUs map[projections.SKUKey]*projections.SKU
+	// Alerts holds the last change of every alert the fold raised.
+	Alerts map[string]projections.Alert
+	// IDs counts stored copies of each event id (messages that decode).
+	IDs map[string]int
+	// Sales counts stored sale messages per shop/sku/order id.
+	Sales map[string]int
+	// Refused maps the sequence of each message the fold refused to why:
+	// the projector must have dead-lettered exactly these.
+	Refused map[uint64]string
+
+	cfg projections.FoldConfig
+}
+
+// eventNamespace must equal the projector's: a raw event without id gets
+// the id derived from its stream sequence.
+var eventNamespace = uuid.MustParse("9e0d6b7c-51b4-4c55-8a3f-6d0e2f7a1b83")
+
+// Read reads STOCK_EVENTS from sequence 1 to its current end with an ordered
+// consumer and folds it with the fold configuration cfg (the service's).
+func Read(ctx context.Context, js jetstream.JetStream, cfg projections.FoldConfig) (*Ledger, error) {
+	st, err := js.Stream(ctx, ledger.EventStream)
+	if err != nil {
+		return nil, fmt.Errorf("event stream: %w", err)
+	}
+	l := &Ledger{cfg: cfg, LastSeq: st.CachedInfo().State.LastSeq, SKUs: map[projections.SKUKey]*projections.SKU{},
+		Alerts: map[string]projections.Alert{}, IDs: map[string]int{}, Sales: map[string]int{}, Refused: map[uint64]string{}}
+	if l.LastSeq == 0 {
+		return l, nil
+	}
+	cons, err := js.OrderedConsumer(ctx, ledger.EventStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("read stream: %w", err)
+	}
+	next := uint64(1)
+	for next <= l.LastSeq {
+		batch, err := cons.Fetch(fetchMax, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("read stream at %d: %w", next, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			meta, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			if meta.Sequence.Stream != next {
+				return nil, fmt.Errorf("stream read gap: want seq %d, got %d", next, meta.Sequence.Stream)
+			}
+			l.apply(m, meta)
+			next++
+			if next > l.LastSeq {
+				break
+			}
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("stream read stalled at seq %d of %d", next, l.LastSeq)
+		}
+	}
+	return l, nil
+}
+
+// apply folds one message as the projector does (consumers.Projector.decode).
+func (l *Ledger) apply(m jetstream.Msg, meta *jetstream.MsgMetadata) {
+	seq := meta.Sequence.Stream
+	e, err := ledger.DecodeEvent(m.Data())
+	if err != nil {
+		l.Refused[seq] = "decode: " + err.Error()
+		return
+	}
+	if e.ID == "" {
+		e.ID = uuid.NewSHA1(eventNamespace, strconv.AppendUint(nil, seq, 10)).String()
+	}
+	if e.At.IsZero() {
+		e.At = meta.Timestamp.UTC()
+	}
+	l.IDs[e.ID]++
+	if err := e.Validate(); err != nil {
+		l.Refused[seq] = "validate: " + err.Error()
+		return
+	}
+	if err := e.CheckClock(meta.Timestamp); err != nil {
+		l.Refused[seq] = "validate: " + err.Error()
+		return
+	}
+	shop, sku, ok := ledger.ParseEventSubject(m.Subject())
+	if !ok || shop != e.Shop || sku != e.SKU {
+		l.Refused[seq] = "subject " + m.Subject()
+		return
+	}
+	if e.Type == ledger.Sale {
+		l.Sales[e.Shop+"/"+e.SKU+"/"+e.OrderID]++
+	}
+	k := projections.SKUKey{Shop: e.Shop, SKU: e.SKU}
+	s := l.SKUs[k]
+	if s == nil {
+		s = projections.NewSKU(e.Shop, e.SKU)
+		s.Config = l.cfg
+		l.SKUs[k] = s
+	}
+	alerts, err := s.Apply(seq, &e)
+	if err != nil {
+		l.Refused[seq] = err.Error()
+		return
+	}
+	for _, a := range alerts {
+		l.Alerts[a.ID] = a
+	}
+}
+
+// Figures are what a fault run reports.
+type Figures struct {
+	Acknowledged, Lost, Duplicated int
+}
+
+// CheckAcked counts the acknowledged event ids: each must be in the stream
+// exactly once. It also requires every stored event id and every sale's
+// order id to be stored once. Problems are returned as text, one per line.
+func (l *Ledger) CheckAcked(acked map[string]bool) (Figures, []string) {
+	f := Figures{Acknowledged: len(acked)}
+	var problems []string
+	for id := range acked {
+		switch n := l.IDs[id]; {
+		case n == 0:
+			f.Lost++
+			problems = append(problems, fmt.Sprintf("acknowledged event %s is not in the stream", id))
+		case n > 1:
+			f.Duplicated++
+			problems = append(problems, fmt.Sprintf("acknowledged event %s is stored %d times", id, n))
+		}
+	}
+	for id, n := range l.IDs {
+		if n > 1 && !acked[id] {
+			f.Duplicated++
+			problems = append(problems, fmt.Sprintf("event %s is stored %d times", id, n))
+		}
+	}
+	for order, n := range l.Sales {
+		if n > 1 {
+			problems = append(problems, fmt.Sprintf("sale %s is stored %d times", order, n))
+		}
+	}
+	return f, problems
+}
+
+// CompareView compares a view the service shows with the fresh fold's. The
+// update time is left out: the stores keep it at different precisions.
+func CompareView(want, got projections.View) string {
+	want.UpdatedAt, got.UpdatedAt = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(want, got) {
+		return fmt.Sprintf("%s/%s: service shows %+v, a fresh fold gives %+v", want.Shop, want.SKU, got, want)
+	}
+	return ""
+}
+
+// CompareAlerts compares the alerts the service shows (state=all) with the
+// fresh fold's last change of each alert: same ids, state and revision.
+func (l *Ledger) CompareAlerts(shop string, got []projections.Alert) []string {
+	var problems []string
+	seen := map[string]bool{}
+	for _, a := range got {
+		seen[a.ID] = true
+		w, ok := l.Alerts[a.ID]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("alert %s (%s) is not raised by a fresh fold", a.ID, a.Kind))
+		case w.State != a.State || w.Rev != a.Rev || w.ExposureFen != a.ExposureFen || w.UnitsShort != a.UnitsShort:
+			problems = append(problems, fmt.Sprintf("alert %s: service %s rev %d exposure %d short %d, fold %s rev %d exposure %d short %d",
+				a.ID, a.State, a.Rev, a.ExposureFen, a.UnitsShort, w.State, w.Rev, w.ExposureFen, w.UnitsShort))
+		}
+	}
+	for id, a := range l.Alerts {
+		if a.Shop == shop && !seen[id] {
+			problems = append(problems, fmt.Sprintf("alert %s (%s, %s) of the fold is missing from the service", id, a.Kind, a.State))
+		}
+	}
+	return problems
+}
+
+// WaitAlertsPublished waits until the alert stream holds the last change of
+// every alert of the fold (Nats-Msg-Id <id>:<rev>), or ctx ends; it returns
+// the changes still missing.
+func (l *Ledger) WaitAlertsPublished(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	for {
+		have, err := alertMsgIDs(ctx, js)
+		if err != nil {
+			return nil, err
+		}
+		var missing []string
+		for id, a := range l.Alerts {
+			if !have[id+":"+strconv.Itoa(a.Rev)] {
+				missing = append(missing, fmt.Sprintf("%s:%d (%s %s)", id, a.Rev, a.Kind, a.State))
+			}
+		}
+		if len(missing) == 0 {
+			return nil, nil
+		}
+		select {
+		case <-ctx.Done():
+			sort.Strings(missing)
+			return missing, nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func alertMsgIDs(ctx context.Context, js jetstream.JetStream) (map[string]bool, error) {
+	st, err := js.Stream(ctx, ledger.AlertStream)
+	if err != nil {
+		return nil, err
+	}
+	state := st.CachedInfo().State
+	if state.FirstSeq > 1 {
+		return nil, fmt.Errorf("the alert stream has dropped messages 1..%d to its limits (MaxBytes %d): size it for the run", state.FirstSeq-1, st.CachedInfo().Config.MaxBytes)
+	}
+	last := state.LastSeq
+	have := map[string]bool{}
+	if last == 0 {
+		return have, nil
+	}
+	cons, err := js.OrderedConsumer(ctx, ledger.AlertStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	for read := uint64(0); read < last; {
+		batch, err := cons.Fetch(fetchMax, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			meta, _ := m.Metadata()
+			read = meta.Sequence.Stream
+			have[m.Headers().Get("Nats-Msg-Id")] = true
+		}
+		if n == 0 {
+			return nil, errors.New("alert stream read stalled")
+		}
+	}
+	return have, nil
+}
+
+// Summary says a run's figures in one line for logs and RELIABILITY.md.
+func (f Figures) String() string {
+	return fmt.Sprintf("acknowledged %d, lost %d, duplicated %d", f.Acknowledged, f.Lost, f.Duplicated)
+}
+
+// Join lists problems, at most max of them.
+func Join(problems []string, max int) string {
+	if len(problems) > max {
+		problems = append(problems[:max:max], fmt.Sprintf("… and %d more", len(problems)-max))
+	}
+	return strings.Join(problems, "\n")
+}
