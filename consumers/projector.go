@@ -66,6 +66,14 @@ type Options struct {
 	// checkpoint lies below the one of the last alert message on the alert
 	// stream: they were published before the restart.
 	SkipPublishedAlerts bool
+	// Partitions is the event stream's partition count (ledger.EventPartitions);
+	// 0 or 1 for an unpartitioned stream. With 2 or more, Partition names the
+	// one this projector folds: the subject check expects the stored form
+	// stock.events.<p>.<shop>.<sku>, and the ship-promise sweep touches only
+	// SKUs of shops in this partition (another partition's projector owns
+	// the rest, and a stale cached copy written here would undo its work).
+	Partitions int
+	Partition  int
 }
 
 // Projector folds the event stream into a Store. Run it once; its read
@@ -459,8 +467,7 @@ func (p *Projector) decode(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger
 	if err := e.Validate(); err != nil {
 		return e, "validate: " + err.Error()
 	}
-	shop, sku, ok := ledger.ParseEventSubject(m.Subject())
-	if !ok || shop != e.Shop || sku != e.SKU {
+	if m.Subject() != ledger.StoredEventSubject(e.Shop, e.SKU, p.o.Partitions) || !p.owns(e.Shop) {
 		return e, fmt.Sprintf("subject %q does not match the event's shop %q and sku %q", m.Subject(), e.Shop, e.SKU)
 	}
 	return e, ""
@@ -594,6 +601,9 @@ func (p *Projector) sweep(ctx context.Context) error {
 	var changed []*projections.SKU
 	var alerts []projections.Alert
 	for _, k := range keys {
+		if !p.owns(k.Shop) {
+			continue
+		}
 		s, err := p.load(ctx, k)
 		if err != nil {
 			p.dropCache(changed)
@@ -723,4 +733,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// owns reports whether shop's events belong to this projector's partition.
+func (p *Projector) owns(shop string) bool {
+	return p.o.Partitions < 2 || ledger.Partition(shop, p.o.Partitions) == p.o.Partition
 }

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
+	"stockledger/consumers"
 	"stockledger/ledger"
 )
 
@@ -42,6 +44,11 @@ type config struct {
 	Sync        string
 	StreamBytes int64
 	LogLevel    slog.Level
+	// Cluster and partitioned projection (see partitioned.go, DEPLOY.md).
+	Replicas   int
+	Partitions int
+	Instance   string
+	LeaseTTL   time.Duration
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -62,6 +69,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", ""), "Postgres read model; empty keeps it in memory (DATABASE_URL)")
 	fs.StringVar(&c.Sync, "sync", env("LEDGER_SYNC", syncInterval), "embedded JetStream durability: interval (fsync every 2 min) or always (fsync every write) (LEDGER_SYNC)")
 	fs.Int64Var(&c.StreamBytes, "stream-max-bytes", envInt(getenv, "LEDGER_STREAM_MAX_BYTES", ledger.DefaultEventMaxBytes), "bound of the event stream in bytes; when full it refuses new events (LEDGER_STREAM_MAX_BYTES)")
+	fs.IntVar(&c.Replicas, "replicas", int(envInt(getenv, "LEDGER_REPLICAS", 1)), "replicas of the streams and the lease bucket: 1, or 3 on a 3-node cluster (LEDGER_REPLICAS)")
+	fs.IntVar(&c.Partitions, "partitions", int(envInt(getenv, "LEDGER_PARTITIONS", 1)), "partitions of the event stream by shop; 1 folds the whole stream in this process (LEDGER_PARTITIONS)")
+	fs.StringVar(&c.Instance, "instance", env("LEDGER_INSTANCE", defaultInstance()), "name of this instance among those sharing the partitions (LEDGER_INSTANCE)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", envDuration(getenv, "LEDGER_LEASE_TTL", consumers.DefaultLeaseTTL), "how long a dead instance keeps its partitions before another takes them (LEDGER_LEASE_TTL)")
 	fs.StringVar(&level, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (LEDGER_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -74,6 +85,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.StreamBytes < 1<<20 {
 		return c, fmt.Errorf("LEDGER_STREAM_MAX_BYTES %d: must be at least 1 MiB (1048576)", c.StreamBytes)
+	}
+	if err := c.checkCluster(); err != nil {
+		return c, err
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return c, fmt.Errorf("LEDGER_LOG_LEVEL %q: must be debug, info, warn or error", level)

@@ -45,6 +45,7 @@ type service struct {
 	ncClosed  chan struct{}
 	store     projections.Store
 	projector *consumers.Projector
+	group     *consumers.Partitioned // with LEDGER_PARTITIONS ≥ 2, in place of projector
 	http      *http.Server
 	httpAddr  string
 
@@ -86,7 +87,10 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := ledger.EnsureStreams(sctx, js, ledger.StreamOptions{EventMaxBytes: cfg.StreamBytes}); err != nil {
+	if err := checkPartitionCount(sctx, js, cfg.Partitions); err != nil {
+		return nil, err
+	}
+	if err := ledger.EnsureStreams(sctx, js, ledger.StreamOptions{EventMaxBytes: cfg.StreamBytes, Replicas: cfg.Replicas, Partitions: cfg.Partitions}); err != nil {
 		return nil, err
 	}
 
@@ -102,6 +106,9 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		log.Info("read model: postgres", "database_url", redact(cfg.DatabaseURL))
 	}
 	svc.projector = consumers.NewProjector(svc.nc, js, svc.store, popts)
+	if svc.group, err = newGroup(cfg, svc.nc, js, svc.store, popts); err != nil {
+		return nil, err
+	}
 	pub, err := ledger.NewPublisher(svc.nc, ledger.PublisherOptions{})
 	if err != nil {
 		return nil, err
@@ -112,7 +119,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		return nil, fmt.Errorf("HTTP cannot listen on %s (LEDGER_HTTP_ADDR): %w", cfg.HTTPAddr, err)
 	}
 	svc.httpAddr = ln.Addr().String()
-	api := &api{log: log, pub: pub, js: js, store: svc.store, projector: svc.projector, nc: svc.nc, durability: svc.durability()}
+	api := &api{log: log, pub: pub, js: js, store: svc.store, projector: svc.projection(), nc: svc.nc, durability: svc.durability()}
 	svc.http = &http.Server{
 		Handler:           api.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -130,7 +137,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	projDone := make(chan struct{})
 	go func() {
 		defer close(projDone)
-		if err := svc.projector.Run(runCtx); err != nil {
+		if err := svc.runProjection(runCtx); err != nil {
 			errc <- fmt.Errorf("projector: %w", err)
 		}
 	}()
@@ -158,7 +165,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		runCancel()
 		<-projDone
 		svc.close()
-		log.Info("stopped", "applied_seq", svc.projector.Applied())
+		log.Info("stopped", "applied_seq", svc.projection().Applied())
 	}()
 	return svc, nil
 }
