@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,8 @@ const (
 	// leaseRenewDivisor: leases are renewed every TTL/leaseRenewDivisor, so
 	// that a renewal can be late twice before the lease lapses.
 	leaseRenewDivisor = 3
+	// leaseBucketTimeout bounds one attempt to create the lease bucket.
+	leaseBucketTimeout = 5 * time.Second
 	// leaseOpTimeout bounds one KV operation of the lease loop.
 	leaseOpTimeout = 2 * time.Second
 	// leaseKeysMax bounds the keys read from the lease bucket per round.
@@ -81,11 +84,14 @@ type Partitioned struct {
 	running map[int]*runningPartition
 	lastErr error
 	// progress: checkpoint and last stream sequence of every partition.
-	ckpts    []uint64
-	lasts    []uint64
-	applied  uint64
-	advance  chan struct{}
-	deadDone atomic.Uint64 // dead letters of projectors that stopped
+	ckpts   []uint64
+	lasts   []uint64
+	applied uint64
+	// streamLast is the stream's last sequence when the progress read
+	// began: the partitions' figures are complete up to it.
+	streamLast uint64
+	advance    chan struct{}
+	deadDone   atomic.Uint64 // dead letters of projectors that stopped
 }
 
 type runningPartition struct {
@@ -125,17 +131,13 @@ func PartitionName(prefix string, p int) string { return prefix + "-p" + strconv
 
 // Run holds leases and runs projectors until ctx ends, then stops them
 // (each finishes its batch in hand) and gives its leases back, so that
-// another instance takes over at once. It returns an error only when the
-// lease bucket cannot be made.
+// another instance takes over at once. It returns nil when ctx ends: a lease
+// bucket that cannot be made yet (no meta leader, say) is retried, and Err
+// reports it meanwhile.
 func (g *Partitioned) Run(ctx context.Context) error {
-	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	kv, err := g.js.CreateOrUpdateKeyValue(kctx, jetstream.KeyValueConfig{
-		Bucket: LeaseBucket, Description: "stock ledger: partition leases",
-		History: 1, TTL: g.o.LeaseTTL, Storage: jetstream.FileStorage, Replicas: max(1, g.o.Replicas),
-	})
-	cancel()
+	kv, err := g.leaseBucket(ctx)
 	if err != nil {
-		return fmt.Errorf("lease bucket %s: %w", LeaseBucket, err)
+		return nil // ctx ended
 	}
 	var wg sync.WaitGroup
 	pctx, stopProgress := context.WithCancel(ctx)
@@ -156,6 +158,30 @@ func (g *Partitioned) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
+	}
+}
+
+// leaseBucket creates or opens the lease bucket, retrying while the cluster
+// cannot answer (a meta leader election, say) until ctx ends.
+func (g *Partitioned) leaseBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	wait := 100 * time.Millisecond
+	for {
+		kctx, cancel := context.WithTimeout(ctx, leaseBucketTimeout)
+		kv, err := g.js.CreateOrUpdateKeyValue(kctx, jetstream.KeyValueConfig{
+			Bucket: LeaseBucket, Description: "stock ledger: partition leases",
+			History: 1, TTL: g.o.LeaseTTL, Storage: jetstream.FileStorage, Replicas: max(1, g.o.Replicas),
+		})
+		cancel()
+		if err == nil {
+			g.setErr(nil)
+			return kv, nil
+		}
+		g.setErr(fmt.Errorf("lease bucket %s: %w", LeaseBucket, err))
+		g.log.Warn("lease bucket not ready; retrying", "bucket", LeaseBucket, "err", err, "wait", wait)
+		if !sleep(ctx, wait) {
+			return nil, ctx.Err()
+		}
+		wait = min(2*wait, retryWaitMax)
 	}
 }
 
@@ -355,18 +381,16 @@ func (g *Partitioned) readProgress(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	// The stream's last sequence first: every partition's last sequence read
+	// after it covers every event at or below it.
+	streamLast := st.CachedInfo().State.LastSeq
 	ckpts, lasts := make([]uint64, g.o.Partitions), make([]uint64, g.o.Partitions)
 	for p := range g.o.Partitions {
 		if ckpts[p], err = g.store.Checkpoint(c, PartitionName(g.o.Projector.Name, p)); err != nil {
 			return
 		}
-		m, err := st.GetLastMsgForSubject(c, ledger.PartitionFilter(p))
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-		case err != nil:
+		if lasts[p], err = g.lastSeqFromLeader(c, ledger.PartitionFilter(p)); err != nil {
 			return
-		default:
-			lasts[p] = m.Sequence
 		}
 	}
 	// Applied: everything at or below it is applied in every partition. A
@@ -385,7 +409,7 @@ func (g *Partitioned) readProgress(ctx context.Context) {
 		}
 	}
 	g.mu.Lock()
-	g.ckpts, g.lasts, g.applied = ckpts, lasts, applied
+	g.ckpts, g.lasts, g.applied, g.streamLast = ckpts, lasts, applied, streamLast
 	close(g.advance)
 	g.advance = make(chan struct{})
 	g.mu.Unlock()
@@ -419,8 +443,9 @@ func (g *Partitioned) wait(ctx context.Context, seq uint64, in func(p int) bool)
 		if seq == 0 {
 			done = true
 		}
+		done = done && seq <= g.streamLast
 		g.mu.Unlock()
-		if done && seq <= g.maxLast() {
+		if done {
 			return nil
 		}
 		select {
@@ -429,18 +454,6 @@ func (g *Partitioned) wait(ctx context.Context, seq uint64, in func(p int) bool)
 			return fmt.Errorf("wait for seq %d (applied %d): %w", seq, g.Applied(), ctx.Err())
 		}
 	}
-}
-
-// maxLast is the stream's last sequence as far as progress has read it: a
-// seq beyond it is not yet known to be in any partition.
-func (g *Partitioned) maxLast() uint64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var m uint64
-	for _, l := range g.lasts {
-		m = max(m, l)
-	}
-	return m
 }
 
 // ListingState implements ledger.Catalog from the shared store, once the
@@ -498,4 +511,37 @@ func listingState(ctx context.Context, store projections.Store, shop, sku string
 		Known: v.Status != projections.StatusUnlisted, Listed: v.Status == projections.StatusListed,
 		SalesForm: ledger.SalesForm(v.SalesForm), ShipWithinHours: v.ShipWithinHours, ShipWithinDays: v.ShipWithinDays,
 	}, nil
+}
+
+// lastSeqFromLeader returns the stream sequence of the last event on subject
+// (wildcards allowed), 0 when there is none. It asks the stream leader: the
+// stream allows direct gets, which any replica answers, and a replica that
+// lags would report an old last sequence and end a WaitApplied too early.
+func (g *Partitioned) lastSeqFromLeader(ctx context.Context, subject string) (uint64, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
+	if err != nil {
+		return 0, err
+	}
+	m, err := g.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+ledger.EventStream, req)
+	if err != nil {
+		return 0, fmt.Errorf("last message of %s: %w", subject, err)
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return 0, fmt.Errorf("last message of %s: %w", subject, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, nil
+	case resp.Error != nil:
+		return 0, fmt.Errorf("last message of %s: %w", subject, resp.Error)
+	case resp.Message == nil:
+		return 0, fmt.Errorf("last message of %s: empty answer", subject)
+	}
+	return resp.Message.Seq, nil
 }

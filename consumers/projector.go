@@ -98,6 +98,9 @@ type Projector struct {
 	outboxKick  chan struct{}
 	deadCount   atomic.Uint64
 	appliedRuns atomic.Uint64
+	// delivered is the consumer sequence of the last delivery seen in this
+	// consumer session (see checkDelivery).
+	delivered uint64
 }
 
 // NewProjector returns a projector of the STOCK_EVENTS stream into store.
@@ -237,6 +240,7 @@ func (p *Projector) consume(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.delivered = cons.CachedInfo().Delivered.Consumer
 	it, err := cons.Messages(jetstream.PullMaxMessages(2*p.o.BatchMax), jetstream.PullHeartbeat(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("start pulling: %w", err)
@@ -378,10 +382,33 @@ func (p *Projector) applyBatch(ctx context.Context, batch []jetstream.Msg) error
 	}
 }
 
-type gapError struct{ want, got uint64 }
+type gapError struct {
+	want, got uint64
+	consumer  bool // consumer (delivery) sequences, not stream sequences
+}
 
 func (g *gapError) Error() string {
+	if g.consumer {
+		return fmt.Sprintf("delivery gap: expected consumer sequence %d, got %d", g.want, g.got)
+	}
 	return fmt.Sprintf("stream sequence gap: expected %d, got %d", g.want, g.got)
+}
+
+// checkDelivery guards a filtered consumer (a partition), whose stream
+// sequences have holes by design: the server numbers every delivery of the
+// consumer, redeliveries included, so a delivery lost on the way (a server
+// of the cluster dying with it in flight) shows as a jump in the consumer
+// sequence. Acknowledging past it (AckAll) would lose the message for good:
+// the consumer is restarted at the checkpoint instead. A step back (a new
+// consumer leader resending what its predecessor had not replicated)
+// restarts the count; the stream sequence check skips what was applied.
+func (p *Projector) checkDelivery(meta *jetstream.MsgMetadata) error {
+	dseq := meta.Sequence.Consumer
+	if dseq > p.delivered+1 {
+		return &gapError{want: p.delivered + 1, got: dseq, consumer: true}
+	}
+	p.delivered = dseq
+	return nil
 }
 
 func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
@@ -399,6 +426,11 @@ func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
 		meta, err := m.Metadata()
 		if err != nil {
 			return fmt.Errorf("message metadata: %w", err)
+		}
+		if !strict {
+			if err := p.checkDelivery(meta); err != nil {
+				return err
+			}
 		}
 		seq := meta.Sequence.Stream
 		if seq < next {
