@@ -24,6 +24,9 @@ import (
 const shutdownTimeout = 10 * time.Second
 
 func run(ctx context.Context, args []string, getenv func(string) string) error {
+	if len(args) == 1 && args[0] == "healthcheck" {
+		return healthcheck(ctx, getenv)
+	}
 	cfg, err := parseConfig(args, getenv, os.Stderr)
 	if err != nil {
 		return err
