@@ -30,11 +30,12 @@ var ErrHistoryTooLong = errors.New("history too long")
 // asOf, so that orders due by then are late. It returns nil and no error when
 // the stream holds no event of the SKU that happened by asOf.
 func FoldAsOf(ctx context.Context, js jetstream.JetStream, shop, sku string, asOf time.Time, cfg projections.FoldConfig) (*projections.SKU, error) {
-	subject := ledger.EventSubject(shop, sku)
 	stream, err := js.Stream(ctx, ledger.EventStream)
 	if err != nil {
 		return nil, fmt.Errorf("as of %s: event stream: %w", asOf.Format(time.RFC3339), err)
 	}
+	partitions := ledger.EventPartitions(stream.CachedInfo().Config)
+	subject := ledger.StoredEventSubject(shop, sku, partitions)
 	last, err := stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
@@ -68,7 +69,7 @@ func FoldAsOf(ctx context.Context, js jetstream.JetStream, shop, sku string, asO
 			return nil, fmt.Errorf("as of %s: message metadata: %w", asOf.Format(time.RFC3339), err)
 		}
 		seq := meta.Sequence.Stream
-		if e, reason := decodeStored(m.Data(), m.Subject(), seq, meta.Timestamp); reason == "" && !e.At.After(asOf) {
+		if e, reason := decodeStored(m.Data(), m.Subject(), seq, meta.Timestamp, partitions); reason == "" && !e.At.After(asOf) {
 			if _, err := s.Apply(seq, &e); err == nil {
 				folded++
 			}

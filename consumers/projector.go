@@ -74,6 +74,14 @@ type Options struct {
 	ViewBucket string
 	// Hooks observe batches and dead letters (metrics).
 	Hooks Hooks
+	// Partitions is the event stream's partition count (ledger.EventPartitions);
+	// 0 or 1 for an unpartitioned stream. With 2 or more, Partition names the
+	// one this projector folds: the subject check expects the stored form
+	// stock.events.<p>.<shop>.<sku>, and the ship-promise sweep touches only
+	// SKUs of shops in this partition (another partition's projector owns
+	// the rest, and a stale cached copy written here would undo its work).
+	Partitions int
+	Partition  int
 }
 
 // Projector folds the event stream into a Store. Run it once; its read
@@ -101,6 +109,9 @@ type Projector struct {
 
 	kvFloor   uint64
 	kvPending map[projections.SKUKey]struct{}
+	// delivered is the consumer sequence of the last delivery seen in this
+	// consumer session (see checkDelivery).
+	delivered uint64
 }
 
 // NewProjector returns a projector of the STOCK_EVENTS stream into store.
@@ -244,6 +255,7 @@ func (p *Projector) consume(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.delivered = cons.CachedInfo().Delivered.Consumer
 	it, err := cons.Messages(jetstream.PullMaxMessages(2*p.o.BatchMax), jetstream.PullHeartbeat(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("start pulling: %w", err)
@@ -385,10 +397,33 @@ func (p *Projector) applyBatch(ctx context.Context, batch []jetstream.Msg) error
 	}
 }
 
-type gapError struct{ want, got uint64 }
+type gapError struct {
+	want, got uint64
+	consumer  bool // consumer (delivery) sequences, not stream sequences
+}
 
 func (g *gapError) Error() string {
+	if g.consumer {
+		return fmt.Sprintf("delivery gap: expected consumer sequence %d, got %d", g.want, g.got)
+	}
 	return fmt.Sprintf("stream sequence gap: expected %d, got %d", g.want, g.got)
+}
+
+// checkDelivery guards a filtered consumer (a partition), whose stream
+// sequences have holes by design: the server numbers every delivery of the
+// consumer, redeliveries included, so a delivery lost on the way (a server
+// of the cluster dying with it in flight) shows as a jump in the consumer
+// sequence. Acknowledging past it (AckAll) would lose the message for good:
+// the consumer is restarted at the checkpoint instead. A step back (a new
+// consumer leader resending what its predecessor had not replicated)
+// restarts the count; the stream sequence check skips what was applied.
+func (p *Projector) checkDelivery(meta *jetstream.MsgMetadata) error {
+	dseq := meta.Sequence.Consumer
+	if dseq > p.delivered+1 {
+		return &gapError{want: p.delivered + 1, got: dseq, consumer: true}
+	}
+	p.delivered = dseq
+	return nil
 }
 
 func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
@@ -407,6 +442,11 @@ func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
 		meta, err := m.Metadata()
 		if err != nil {
 			return fmt.Errorf("message metadata: %w", err)
+		}
+		if !strict {
+			if err := p.checkDelivery(meta); err != nil {
+				return err
+			}
 		}
 		seq := meta.Sequence.Stream
 		if seq < next {
@@ -460,12 +500,16 @@ func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
 
 // decode turns a message into a valid event for its subject, or says why not.
 func (p *Projector) decode(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger.Event, string) {
-	return decodeStored(m.Data(), m.Subject(), meta.Sequence.Stream, meta.Timestamp)
+	e, reason := decodeStored(m.Data(), m.Subject(), meta.Sequence.Stream, meta.Timestamp, p.o.Partitions)
+	if reason == "" && !p.owns(e.Shop) {
+		return e, fmt.Sprintf("subject %q: shop %q is not in partition %d of %d", m.Subject(), e.Shop, p.o.Partition, p.o.Partitions)
+	}
+	return e, reason
 }
 
-// decodeStored turns a stored message into a valid event for its subject, or
-// says why not. Used by the projector and by the as-of fold alike.
-func decodeStored(data []byte, subject string, seq uint64, stored time.Time) (ledger.Event, string) {
+// decodeStored turns a stored message into a valid event for its stored
+// subject (with partitions, stock.events.<p>.<shop>.<sku>), or says why not. Used by the projector and by the as-of fold alike.
+func decodeStored(data []byte, subject string, seq uint64, stored time.Time, partitions int) (ledger.Event, string) {
 	e, err := ledger.DecodeEvent(data)
 	if err != nil {
 		return e, "decode: " + err.Error()
@@ -487,8 +531,7 @@ func decodeStored(data []byte, subject string, seq uint64, stored time.Time) (le
 	if err := e.CheckClock(stored); err != nil {
 		return e, "validate: " + err.Error()
 	}
-	shop, sku, ok := ledger.ParseEventSubject(subject)
-	if !ok || shop != e.Shop || sku != e.SKU {
+	if subject != ledger.StoredEventSubject(e.Shop, e.SKU, partitions) {
 		return e, fmt.Sprintf("subject %q does not match the event's shop %q and sku %q", subject, e.Shop, e.SKU)
 	}
 	return e, ""
@@ -637,6 +680,9 @@ func (p *Projector) sweep(ctx context.Context) error {
 	var changed []*projections.SKU
 	var alerts []projections.Alert
 	for _, k := range keys {
+		if !p.owns(k.Shop) {
+			continue
+		}
 		s, err := p.load(ctx, k)
 		if err != nil {
 			p.dropCache(changed)
@@ -766,4 +812,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// owns reports whether shop's events belong to this projector's partition.
+func (p *Projector) owns(shop string) bool {
+	return p.o.Partitions < 2 || ledger.Partition(shop, p.o.Partitions) == p.o.Partition
 }

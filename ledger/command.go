@@ -189,7 +189,8 @@ func (p *Publisher) publishListing(ctx context.Context, stream jetstream.Stream,
 // listing state from the catalog once it has applied that sequence.
 func currentListing(ctx context.Context, stream jetstream.Stream, catalog Catalog, shop, sku string) (ListingState, uint64, error) {
 	var last uint64
-	msg, err := stream.GetLastMsgForSubject(ctx, EventSubject(shop, sku))
+	// Stored subject: the partition token, when there is one, is part of it.
+	msg, err := stream.GetLastMsgForSubject(ctx, StoredEventSubject(shop, sku, EventPartitions(stream.CachedInfo().Config)))
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 	case err != nil:

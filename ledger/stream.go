@@ -42,6 +42,12 @@ type StreamOptions struct {
 	// quarter of it, the dead-letter stream a sixteenth. JetStream reserves
 	// these bounds against the server's storage at stream creation.
 	EventMaxBytes int64
+	// Partitions splits the event stream by shop: with n ≥ 2 the stream
+	// stores stock.events.<shop>.<sku> as stock.events.<p>.<shop>.<sku>,
+	// p = partition(n, shop) (see StoredEventSubject). 0 or 1 stores
+	// subjects as published. The count is fixed for the life of the stream:
+	// see DEPLOY.md before changing it.
+	Partitions int
 }
 
 // DefaultEventMaxBytes is the default bound of the event stream: 8 GiB,
@@ -76,7 +82,15 @@ func EventStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		DenyDelete:        true,
 		DenyPurge:         true,
 		AllowDirect:       true,
+		SubjectTransform:  eventTransform(o),
 	}
+}
+
+func eventTransform(o StreamOptions) *jetstream.SubjectTransformConfig {
+	if o.Partitions < 2 {
+		return nil
+	}
+	return partitionTransform(o.Partitions)
 }
 
 // AlertStreamConfig is the STOCK_ALERTS stream: every change of every alert,

@@ -330,6 +330,8 @@ const (
 		updated_seq = EXCLUDED.updated_seq, rev = EXCLUDED.rev`
 
 	sqlInsertOutbox = `INSERT INTO alert_outbox (alert, checkpoint) VALUES ($1, $2)`
+	// outboxLockKey is the advisory lock that orders outbox writes.
+	outboxLockKey = int64(0x4c4544474f425800) // "LEDGOBX\0"
 )
 
 // Commit implements Store. The whole batch is one transaction and one
@@ -376,6 +378,14 @@ func (p *PostgresStore) Commit(ctx context.Context, b *Batch) error {
 		}
 		batch.Queue(sqlUpsertAlert, a.ID, string(a.Kind), a.Shop, a.SKU, a.OrderID, string(a.State), a.RaisedAt,
 			a.ResolvedAt, a.Message, a.UnitsShort, a.ExposureFen, a.Seq, a.UpdatedSeq, a.Rev)
+	}
+	if len(b.Alerts) > 0 {
+		// Outbox ids must become visible in id order: the publisher deletes
+		// "every id up to the last one it read", so a lower id committed
+		// after a higher one would be deleted unpublished. Projectors of
+		// different partitions commit concurrently; this lock, held to the
+		// end of the transaction, orders their outbox writes.
+		batch.Queue(`SELECT pg_advisory_xact_lock($1)`, outboxLockKey)
 	}
 	for _, a := range b.Alerts {
 		doc, err := json.Marshal(a)

@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"stockledger/consumers"
 	"stockledger/ledger"
 	"stockledger/projections"
 )
@@ -42,7 +41,7 @@ type api struct {
 	js         jetstream.JetStream
 	nc         *nats.Conn
 	store      projections.Store
-	projector  *consumers.Projector
+	projector  projection
 	durability string
 
 	// kv is the view bucket the live feed watches; fold the configuration
@@ -311,12 +310,12 @@ func (a *api) getHistory(w http.ResponseWriter, r *http.Request) {
 		after = n
 	}
 	ctx := r.Context()
-	subject := ledger.EventSubject(shop, sku)
 	stream, err := a.js.Stream(ctx, ledger.EventStream)
 	if err != nil {
 		writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "event stream: " + err.Error()})
 		return
 	}
+	subject := ledger.StoredEventSubject(shop, sku, ledger.EventPartitions(stream.CachedInfo().Config))
 	last, err := stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		writeProblem(w, problem{Status: http.StatusNotFound, Detail: fmt.Sprintf("no event has named sku %s of shop %s", sku, shop)})

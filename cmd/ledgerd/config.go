@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"stockledger/consumers"
 	"stockledger/ledger"
 	"stockledger/projections"
 )
@@ -51,6 +52,11 @@ type config struct {
 	SelloutSoon time.Duration
 	// TokensFile lists bearer tokens and their shops (auth.go).
 	TokensFile string
+	// Cluster and partitioned projection (see partitioned.go, DEPLOY.md).
+	Replicas   int
+	Partitions int
+	Instance   string
+	LeaseTTL   time.Duration
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -74,6 +80,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	selloutMinutes := fs.Int64("sellout-soon-minutes", envInt(getenv, "LEDGER_SELLOUT_SOON_MINUTES", int64(projections.DefaultSelloutSoon/time.Minute)),
 		"raise sellout_soon when a listed SKU's real stock or capacity runs out within this many minutes at the pace of the last 5 minutes; 0 disables (LEDGER_SELLOUT_SOON_MINUTES)")
 	fs.StringVar(&c.TokensFile, "tokens-file", env("LEDGER_TOKENS_FILE", ""), "file of bearer tokens and the shops each may read and write; required beyond loopback (LEDGER_TOKENS_FILE)")
+	fs.IntVar(&c.Replicas, "replicas", int(envInt(getenv, "LEDGER_REPLICAS", 1)), "replicas of the streams and the lease bucket: 1, or 3 on a 3-node cluster (LEDGER_REPLICAS)")
+	fs.IntVar(&c.Partitions, "partitions", int(envInt(getenv, "LEDGER_PARTITIONS", 1)), "partitions of the event stream by shop; 1 folds the whole stream in this process (LEDGER_PARTITIONS)")
+	fs.StringVar(&c.Instance, "instance", env("LEDGER_INSTANCE", defaultInstance()), "name of this instance among those sharing the partitions (LEDGER_INSTANCE)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", envDuration(getenv, "LEDGER_LEASE_TTL", consumers.DefaultLeaseTTL), "how long a dead instance keeps its partitions before another takes them (LEDGER_LEASE_TTL)")
 	fs.StringVar(&level, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (LEDGER_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -91,6 +101,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("LEDGER_SELLOUT_SOON_MINUTES %d: must be from 0 (off) to %d", *selloutMinutes, selloutSoonMaxMinutes)
 	}
 	c.SelloutSoon = time.Duration(*selloutMinutes) * time.Minute
+	if err := c.checkCluster(); err != nil {
+		return c, err
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return c, fmt.Errorf("LEDGER_LOG_LEVEL %q: must be debug, info, warn or error", level)
 	}

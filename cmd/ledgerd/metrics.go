@@ -75,7 +75,7 @@ func (m *metrics) hooks() consumers.Hooks {
 
 // registerState adds the figures read at scrape time: projector lag and the
 // open alerts by kind with their exposure.
-func (m *metrics) registerState(js jetstream.JetStream, p *consumers.Projector, store projections.Store, log *slog.Logger) {
+func (m *metrics) registerState(js jetstream.JetStream, p projection, store projections.Store, log *slog.Logger) {
 	m.reg.MustRegister(&stateCollector{js: js, projector: p, store: store, log: log,
 		lag:        prometheus.NewDesc("ledger_projector_lag_events", "Event stream last sequence minus the sequence the projector applied.", nil, nil),
 		appliedSeq: prometheus.NewDesc("ledger_projector_applied_seq", "Last event stream sequence the projector committed.", nil, nil),
@@ -86,7 +86,7 @@ func (m *metrics) registerState(js jetstream.JetStream, p *consumers.Projector, 
 
 type stateCollector struct {
 	js                              jetstream.JetStream
-	projector                       *consumers.Projector
+	projector                       projection
 	store                           projections.Store
 	log                             *slog.Logger
 	lag, appliedSeq, open, exposure *prometheus.Desc

@@ -24,6 +24,9 @@ import (
 const shutdownTimeout = 10 * time.Second
 
 func run(ctx context.Context, args []string, getenv func(string) string) error {
+	if len(args) == 1 && args[0] == "healthcheck" {
+		return healthcheck(ctx, getenv)
+	}
 	cfg, err := parseConfig(args, getenv, os.Stderr)
 	if err != nil {
 		return err
@@ -45,6 +48,7 @@ type service struct {
 	ncClosed  chan struct{}
 	store     projections.Store
 	projector *consumers.Projector
+	group     *consumers.Partitioned // with LEDGER_PARTITIONS ≥ 2, in place of projector
 	http      *http.Server
 	httpAddr  string
 	api       *api
@@ -87,10 +91,13 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := ledger.EnsureStreams(sctx, js, ledger.StreamOptions{EventMaxBytes: cfg.StreamBytes}); err != nil {
+	if err := checkPartitionCount(sctx, js, cfg.Partitions); err != nil {
 		return nil, err
 	}
-	kv, err := ledger.EnsureViewBucket(sctx, js, ledger.StreamOptions{EventMaxBytes: cfg.StreamBytes})
+	if err := ledger.EnsureStreams(sctx, js, ledger.StreamOptions{EventMaxBytes: cfg.StreamBytes, Replicas: cfg.Replicas, Partitions: cfg.Partitions}); err != nil {
+		return nil, err
+	}
+	kv, err := ledger.EnsureViewBucket(sctx, js, ledger.StreamOptions{EventMaxBytes: cfg.StreamBytes, Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +116,9 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		log.Info("read model: postgres", "database_url", redact(cfg.DatabaseURL))
 	}
 	svc.projector = consumers.NewProjector(svc.nc, js, svc.store, popts)
+	if svc.group, err = newGroup(cfg, svc.nc, js, svc.store, popts); err != nil {
+		return nil, err
+	}
 	pub, err := ledger.NewPublisher(svc.nc, ledger.PublisherOptions{})
 	if err != nil {
 		return nil, err
@@ -124,8 +134,8 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		return nil, fmt.Errorf("HTTP cannot listen on %s (LEDGER_HTTP_ADDR): %w", cfg.HTTPAddr, err)
 	}
 	svc.httpAddr = ln.Addr().String()
-	met.registerState(js, svc.projector, svc.store, log)
-	api := &api{log: log, pub: pub, js: js, store: newStaleStore(svc.store), projector: svc.projector, nc: svc.nc, durability: svc.durability(),
+	met.registerState(js, svc.projection(), svc.store, log)
+	api := &api{log: log, pub: pub, js: js, store: newStaleStore(svc.store), projector: svc.projection(), nc: svc.nc, durability: svc.durability(),
 		kv: kv, fold: popts.Fold, metrics: met, liveStop: make(chan struct{})}
 	svc.api = api
 	svc.http = &http.Server{
@@ -146,7 +156,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	projDone := make(chan struct{})
 	go func() {
 		defer close(projDone)
-		if err := svc.projector.Run(runCtx); err != nil {
+		if err := svc.runProjection(runCtx); err != nil {
 			errc <- fmt.Errorf("projector: %w", err)
 		}
 	}()
@@ -174,7 +184,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		runCancel()
 		<-projDone
 		svc.close()
-		log.Info("stopped", "applied_seq", svc.projector.Applied())
+		log.Info("stopped", "applied_seq", svc.projection().Applied())
 	}()
 	return svc, nil
 }

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"stockledger/consumers"
+	"stockledger/ledger"
+	"stockledger/projections"
+)
+
+// projection is what the HTTP API needs from the read model's writer: the
+// single projector (consumers.Projector) or this instance's member of the
+// partitioned group (consumers.Partitioned), which answers for every shop
+// from the shared store.
+type projection interface {
+	ledger.Catalog
+	Applied() uint64
+	WaitApplied(ctx context.Context, seq uint64) error
+	Err() error
+	DeadLettered() uint64
+}
+
+// Bounds of the cluster settings.
+const (
+	replicasMax = 5
+	leaseTTLMin = time.Second
+	leaseTTLMax = 5 * time.Minute
+)
+
+// envDuration reads a duration from the environment; a malformed value is
+// passed on as -1 so that validation names it.
+func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
+	v := getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return -1
+	}
+	return d
+}
+
+// defaultInstance names this instance after its host (a container's host
+// name is its id), or "ledgerd" when the host has no name.
+func defaultInstance() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "ledgerd"
+}
+
+func (c config) checkCluster() error {
+	if c.Replicas < 1 || c.Replicas > replicasMax {
+		return fmt.Errorf("LEDGER_REPLICAS %d: must be from 1 to %d", c.Replicas, replicasMax)
+	}
+	if c.Partitions < 1 || c.Partitions > ledger.PartitionsMax {
+		return fmt.Errorf("LEDGER_PARTITIONS %d: must be from 1 to %d", c.Partitions, ledger.PartitionsMax)
+	}
+	if c.Partitions > 1 && c.DatabaseURL == "" {
+		return fmt.Errorf("LEDGER_PARTITIONS %d: needs DATABASE_URL: partitions are folded by several instances into one shared read model", c.Partitions)
+	}
+	if c.Partitions > 1 && c.Instance == "" {
+		return fmt.Errorf("LEDGER_INSTANCE: must not be empty with LEDGER_PARTITIONS %d", c.Partitions)
+	}
+	if c.LeaseTTL < leaseTTLMin || c.LeaseTTL > leaseTTLMax {
+		return fmt.Errorf("LEDGER_LEASE_TTL %s: must be from %s to %s", c.LeaseTTL, leaseTTLMin, leaseTTLMax)
+	}
+	return nil
+}
+
+// newGroup returns this instance's member of the partitioned projection, nil
+// for an unpartitioned stream (the single projector folds it).
+func newGroup(cfg config, nc *nats.Conn, js jetstream.JetStream, store projections.Store, popts consumers.Options) (*consumers.Partitioned, error) {
+	if cfg.Partitions < 2 {
+		return nil, nil
+	}
+	return consumers.NewPartitioned(nc, js, store, consumers.PartitionOptions{
+		Partitions: cfg.Partitions, Instance: cfg.Instance, LeaseTTL: cfg.LeaseTTL, Replicas: cfg.Replicas, Projector: popts,
+	})
+}
+
+// checkPartitionCount refuses to start with a partition count other than the
+// one the existing event stream's events were stored under: the stored
+// subjects carry the partition, so changing it on a stream that holds
+// events would split a shop's history across two partitions (DEPLOY.md says
+// how to change it).
+func checkPartitionCount(ctx context.Context, js jetstream.JetStream, want int) error {
+	st, err := js.Stream(ctx, ledger.EventStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", ledger.EventStream, err)
+	}
+	info := st.CachedInfo()
+	have := ledger.EventPartitions(info.Config)
+	if have != want && info.State.Msgs > 0 {
+		return fmt.Errorf("LEDGER_PARTITIONS %d: stream %s holds %d events stored under %d partition(s); the count is fixed for the life of the stream (see DEPLOY.md, changing the partition count)",
+			want, ledger.EventStream, info.State.Msgs, have)
+	}
+	return nil
+}
+
+// projection returns the API's view of the read model's writer.
+func (s *service) projection() projection {
+	if s.group != nil {
+		return s.group
+	}
+	return s.projector
+}
+
+// runProjection runs the single projector, or this instance's member of
+// the partitioned group.
+func (s *service) runProjection(ctx context.Context) error {
+	if s.group != nil {
+		return s.group.Run(ctx)
+	}
+	return s.projector.Run(ctx)
+}
