@@ -177,17 +177,7 @@ func (p *Projector) ListingState(ctx context.Context, shop, sku string, minSeq u
 	if err := p.WaitApplied(ctx, minSeq); err != nil {
 		return ledger.ListingState{}, err
 	}
-	v, err := p.store.SKU(ctx, shop, sku)
-	if errors.Is(err, projections.ErrNotFound) {
-		return ledger.ListingState{}, nil
-	}
-	if err != nil {
-		return ledger.ListingState{}, err
-	}
-	return ledger.ListingState{
-		Known: v.Status != projections.StatusUnlisted, Listed: v.Status == projections.StatusListed,
-		SalesForm: ledger.SalesForm(v.SalesForm), ShipWithinHours: v.ShipWithinHours, ShipWithinDays: v.ShipWithinDays,
-	}, nil
+	return listingState(ctx, p.store, shop, sku)
 }
 
 // Err returns the error of the last failed batch while the projector cannot

@@ -18,32 +18,14 @@ import (
 	"time"
 
 	"stockledger/ledger"
+	"stockledger/projections"
 )
 
-// view is the part of a SKU view stockctl shows.
+// view is a SKU view as the service answers it, with the as_of of a
+// historical read.
 type view struct {
-	Shop             string     `json:"shop"`
-	SKU              string     `json:"sku"`
-	Title            string     `json:"title"`
-	Status           string     `json:"status"`
-	SalesForm        string     `json:"sales_form"`
-	PriceFen         int64      `json:"price_fen"`
-	Listed           int64      `json:"listed"`
-	OnHand           int64      `json:"on_hand"`
-	Committed        int64      `json:"committed"`
-	Available        int64      `json:"available"`
-	Capacity         int64      `json:"capacity"`
-	PresaleCommitted int64      `json:"presale_committed"`
-	CapacityLeft     int64      `json:"capacity_left"`
-	OpenOrders       int64      `json:"open_orders"`
-	LateOrders       int64      `json:"late_orders"`
-	ExposureFen      int64      `json:"exposure_fen"`
-	OpenAlerts       int64      `json:"open_alerts"`
-	LastSeq          uint64     `json:"last_seq"`
-	UpdatedAt        time.Time  `json:"updated_at"`
-	PacePerHour      int64      `json:"pace_per_hour"`
-	SelloutETA       *time.Time `json:"sellout_eta"`
-	AsOf             *time.Time `json:"as_of"`
+	projections.View
+	AsOf *time.Time `json:"as_of"`
 }
 
 // real is the SKU's real limit: available for spot, capacity_left for presale.
@@ -54,17 +36,7 @@ func (v view) real() int64 {
 	return v.Available
 }
 
-type alert struct {
-	ID          string    `json:"id"`
-	Kind        string    `json:"kind"`
-	SKU         string    `json:"sku"`
-	OrderID     string    `json:"order_id"`
-	State       string    `json:"state"`
-	RaisedAt    time.Time `json:"raised_at"`
-	Message     string    `json:"message"`
-	UnitsShort  int64     `json:"units_short"`
-	ExposureFen int64     `json:"exposure_fen"`
-}
+type alert = projections.Alert
 
 func yuan(fen int64) string {
 	sign := ""
@@ -310,7 +282,7 @@ func (c *cli) sku(ctx context.Context, args []string, getenv func(string) string
 	}
 	row("sku", v.Shop+"/"+v.SKU)
 	row("title", v.Title)
-	row("status", v.Status+" "+v.SalesForm)
+	row("status", string(v.Status)+" "+v.SalesForm)
 	row("price", yuan(v.PriceFen))
 	row("listed (platform)", v.Listed)
 	row("on hand", v.OnHand)
