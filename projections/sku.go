@@ -345,8 +345,15 @@ func (s *SKU) closeOrder(seq uint64, e *ledger.Event, to OrderState, changes []A
 	}
 	o.State, o.ClosedAt = to, e.At.UTC()
 	s.dirty[o.ID] = struct{}{}
-	if i := slices.Index(s.open, o); i >= 0 {
-		s.open = slices.Delete(s.open, i, i+1)
+	// open is sorted by Seq (unique per sale): find o in O(log n), and take
+	// the oldest, the usual shipment, off the front without moving the rest.
+	if i, found := slices.BinarySearchFunc(s.open, o.Seq, func(x *Order, seq uint64) int { return cmp.Compare(x.Seq, seq) }); found && s.open[i] == o {
+		if i == 0 {
+			s.open[0] = nil
+			s.open = s.open[1:]
+		} else {
+			s.open = slices.Delete(s.open, i, i+1)
+		}
 	}
 	if to == OrderCancelled {
 		s.Listed += o.Qty
