@@ -58,7 +58,7 @@ const (
 	hotrowSalesMax = 2_000_000
 	// rssMarkEvery is how often (in events applied) the e2e phase records
 	// the process's RSS.
-	rssMarkEvery = 1_000_000
+	rssMarkEvery = 500_000
 	// probeShop and probeSKU are the SKU the alert phase sells past stock.
 	probeShop, probeSKU = "shop-probe", "probe-1"
 )
@@ -90,10 +90,10 @@ type modeResult struct {
 	// raw async publish rate when that is lower (sync on every write).
 	AlertTargetEPS float64 `json:"alert_target_eps"`
 	AlertRateEPS   float64 `json:"alert_rate_eps"`
-	AlertSamples      int     `json:"alert_samples"`
-	RebuildEPS        float64 `json:"rebuild_eps"`
-	RebuildEvents     uint64  `json:"rebuild_events"`
-	PeakRSSMB         float64 `json:"peak_rss_mb"`
+	AlertSamples   int     `json:"alert_samples"`
+	RebuildEPS     float64 `json:"rebuild_eps"`
+	RebuildEvents  uint64  `json:"rebuild_events"`
+	PeakRSSMB      float64 `json:"peak_rss_mb"`
 	// RSSMB maps events applied (e2e) to the process's RSS then.
 	RSSMB map[string]float64 `json:"rss_mb_at_events,omitempty"`
 
@@ -118,8 +118,9 @@ type benchConfig struct {
 	modes       string
 	child       string
 	sz          sizes
-	alsoRSSAt   int
 	cpuProfile  string
+	// progress receives the progress line; nil prints none.
+	progress io.Writer
 }
 
 // flashSaleGenConfig is the bench's feed: the default feed with link drops
@@ -133,7 +134,7 @@ func flashSaleGenConfig() genConfig {
 // runBench runs each durability mode in a child process of its own (so that
 // its peak RSS is its own) and prints the table.
 func runBench(ctx context.Context, args []string, getenv func(string) string) error {
-	bc := benchConfig{gen: flashSaleGenConfig()}
+	bc := benchConfig{gen: flashSaleGenConfig(), progress: os.Stderr}
 	fs := flag.NewFlagSet("feedsim bench", flag.ContinueOnError)
 	genFlags(fs, &bc.gen, &bc.start)
 	dbDefault := getenv("DATABASE_URL")
@@ -159,7 +160,11 @@ func runBench(ctx context.Context, args []string, getenv func(string) string) er
 		return fmt.Errorf("-hotrow-clients %d: must be 1 to %d", bc.sz.HotrowClients, hotrowClientsMax)
 	}
 	if bc.child != "" {
-		return runMode(ctx, bc)
+		r, err := runMode(ctx, bc)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(os.Stdout).Encode(r)
 	}
 	modes := strings.Split(bc.modes, ",")
 	for _, m := range modes {
@@ -267,10 +272,18 @@ func (bc *benchConfig) fillSizes(mode string) {
 	}
 	def(&sz.RawEvents, 100_000, 15_000, 500_000, 60_000)
 	def(&sz.E2EEvents, 60_000, 20_000, 1_000_000, 200_000)
-	sz.RawSyncSeconds, sz.HotrowSeconds, sz.AlertSeconds = 2, 3, 4
-	if !bc.quick {
-		sz.RawSyncSeconds, sz.HotrowSeconds, sz.AlertSeconds = 5, 10, 20
+	secs := func(v *float64, quick, full float64) {
+		switch {
+		case *v > 0:
+		case bc.quick:
+			*v = quick
+		default:
+			*v = full
+		}
 	}
+	secs(&sz.RawSyncSeconds, 2, 5)
+	secs(&sz.HotrowSeconds, 3, 10)
+	secs(&sz.AlertSeconds, 4, 20)
 }
 
 // logf writes a phase line to stderr.
@@ -278,8 +291,8 @@ func logf(mode, format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "feedsim bench [%s] %s\n", mode, fmt.Sprintf(format, args...))
 }
 
-// runMode measures one durability mode and writes its JSON to stdout.
-func runMode(ctx context.Context, bc benchConfig) error {
+// runMode measures one durability mode.
+func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 	mode := bc.child
 	bc.fillSizes(mode)
 	r := &modeResult{Mode: mode, Sizes: bc.sz}
@@ -289,7 +302,7 @@ func runMode(ctx context.Context, bc benchConfig) error {
 
 	dir, err := os.MkdirTemp("", "feedsim-bench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	ns, err := server.NewServer(&server.Options{
@@ -297,11 +310,11 @@ func runMode(ctx context.Context, bc benchConfig) error {
 		JetStream: true, StoreDir: dir, SyncAlways: mode == "always", NoSigs: true, NoLog: true, MaxPayload: 1 << 20,
 	})
 	if err != nil {
-		return fmt.Errorf("embedded NATS: %w", err)
+		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
-		return errors.New("embedded NATS not ready within 30s")
+		return nil, errors.New("embedded NATS not ready within 30s")
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 
@@ -309,34 +322,34 @@ func runMode(ctx context.Context, bc benchConfig) error {
 	// process, as ledgerd does.
 	feedNC, err := nats.Connect(ns.ClientURL(), nats.Name("feedsim"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer feedNC.Close()
 	svcNC, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("ledgerd"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer svcNC.Close()
 	js, err := jetstream.New(svcNC)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{}); err != nil {
-		return err
+		return nil, err
 	}
 
 	schema, drop, err := benchSchema(ctx, bc.databaseURL)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer drop()
 
 	if err := benchRaw(ctx, bc, feedNC, r); err != nil {
-		return fmt.Errorf("raw: %w", err)
+		return nil, fmt.Errorf("raw: %w", err)
 	}
 	logf(mode, "raw: publish %.0f/s, read %.0f/s, sync publish %.0f/s", r.RawPublishEPS, r.RawReadEPS, r.RawSyncPublishEPS)
 	if err := benchHotrow(ctx, bc, schema, r); err != nil {
-		return fmt.Errorf("hot row: %w", err)
+		return nil, fmt.Errorf("hot row: %w", err)
 	}
 	logf(mode, "hot row: %.0f orders/s", r.HotrowOps)
 
@@ -345,7 +358,7 @@ func runMode(ctx context.Context, bc benchConfig) error {
 	stopProfile := startProfile(bc.cpuProfile, mode)
 	store, err := projections.OpenPostgres(ctx, bc.databaseURL, projections.PostgresOptions{Schema: schema})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer store.Close()
 	quiet := slog.New(slog.DiscardHandler)
@@ -356,36 +369,36 @@ func runMode(ctx context.Context, bc benchConfig) error {
 	alerts, err := watchAlerts(feedNC)
 	if err != nil {
 		stopProj()
-		return err
+		return nil, err
 	}
 	defer alerts.stop()
 	pub, err := ledger.NewPublisher(feedNC, ledger.PublisherOptions{})
 	if err != nil {
 		stopProj()
-		return err
+		return nil, err
 	}
 
 	g, err := newGenerator(bc.gen)
 	if err != nil {
 		stopProj()
-		return err
+		return nil, err
 	}
 	if err := benchE2E(ctx, bc, g, pub, proj, alerts, r); err != nil {
 		stopProj()
-		return fmt.Errorf("e2e: %w", err)
+		return nil, fmt.Errorf("e2e: %w", err)
 	}
 	logf(mode, "e2e: %.0f events/s (%d events)", r.E2EEPS, r.E2EEvents)
 	if err := benchAlerts(ctx, bc, g, pub, proj, feedNC, r); err != nil {
 		stopProj()
-		return fmt.Errorf("alerts: %w", err)
+		return nil, fmt.Errorf("alerts: %w", err)
 	}
 	logf(mode, "alerts: p50 %.1f ms, p99 %.1f ms at %.0f events/s (%d samples)", r.AlertP50MS, r.AlertP99MS, r.AlertRateEPS, r.AlertSamples)
 	stopProj()
 	if err := <-projDone; err != nil {
-		return fmt.Errorf("projector: %w", err)
+		return nil, fmt.Errorf("projector: %w", err)
 	}
 	if err := benchRebuild(ctx, bc, js, svcNC, schema, r); err != nil {
-		return fmt.Errorf("rebuild: %w", err)
+		return nil, fmt.Errorf("rebuild: %w", err)
 	}
 	logf(mode, "rebuild: %.0f events/s (%d events)", r.RebuildEPS, r.RebuildEvents)
 	stopProfile()
@@ -395,7 +408,7 @@ func runMode(ctx context.Context, bc benchConfig) error {
 	r.E2EVsHotrow = ratio(r.E2EEPS, r.HotrowOps)
 	r.RebuildVsRead = ratio(r.RebuildEPS, r.RawReadEPS)
 	r.E2EVsRawSync = ratio(r.E2EEPS, r.RawSyncPublishEPS)
-	return json.NewEncoder(os.Stdout).Encode(r)
+	return r, nil
 }
 
 func ratio(a, b float64) float64 {
@@ -640,7 +653,7 @@ func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *ledger.Pub
 	}()
 	lag := func() string { return fmt.Sprint(last.Load() - min(last.Load(), proj.Applied())) }
 	begin := time.Now()
-	n, err := publishPaced(ctx, pub, g, rateMax, durationMax, bc.sz.E2EEvents, os.Stderr, lag, alerts.open, onAck)
+	n, err := publishPaced(ctx, pub, g, rateMax, durationMax, bc.sz.E2EEvents, bc.progress, lag, alerts.open, onAck)
 	if err != nil {
 		close(stopMarks)
 		return err

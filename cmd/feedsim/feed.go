@@ -19,8 +19,9 @@ import (
 
 // Feed bounds.
 const (
-	// rateMax bounds -rate (events per second).
-	rateMax = 1_000_000
+	// rateMax bounds -rate (events per second): one publish call of at most
+	// ledger.MaxBatch events per tick.
+	rateMax = 100_000
 	// durationMax bounds -duration.
 	durationMax = 24 * time.Hour
 	// tick is how often the feed publishes the events due since the last
@@ -162,7 +163,9 @@ func publishPaced(ctx context.Context, pub *ledger.Publisher, g *generator, rate
 			return published, nil
 		case <-t.C:
 		}
-		due += float64(rate) * tick.Seconds()
+		// A tick carries at most one publish call; what a tick cannot
+		// carry is not owed later (the rate is a bound, not a quota).
+		due = min(due+float64(rate)*tick.Seconds(), float64(ledger.MaxBatch))
 		buf = buf[:0]
 		for ; due >= 1 && len(buf) < ledger.MaxBatch-4; due-- {
 			buf = g.Next(buf)

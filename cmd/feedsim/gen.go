@@ -37,7 +37,9 @@ type genConfig struct {
 	DropEvery, DropLen int
 	DropShare          float64
 	// CancelShare and ShipShare are the shares of events that cancel an
-	// open order or ship one older than ShipDelay (event time).
+	// open order or ship the oldest one once it is older than ShipDelay
+	// (event time). ShipShare is large enough that the warehouse keeps pace
+	// with sales: open orders stay near the sales of one ShipDelay.
 	CancelShare, ShipShare float64
 	ShipDelay              time.Duration
 	// RecountEvery: one recount every RecountEvery events, of a SKU picked by
@@ -55,7 +57,7 @@ func defaultGenConfig() genConfig {
 	return genConfig{
 		Seed: 1, Shops: 4, SKUsPerShop: 500, ZipfS: 1.1,
 		DropEvery: 20_000, DropLen: 5_000, DropShare: 0.8,
-		CancelShare: 0.04, ShipShare: 0.12, ShipDelay: 2 * time.Second,
+		CancelShare: 0.04, ShipShare: 0.45, ShipDelay: 250 * time.Millisecond,
 		RecountEvery: 2_000, ShrinkMax: 3,
 		PresaleShare: 0.2, ShortShare: 0.3,
 	}
