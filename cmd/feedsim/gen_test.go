@@ -62,7 +62,7 @@ func TestGeneratorDeterministic(t *testing.T) {
 // part the simulator promises, and that the ledger's fold agrees with the
 // feed's own book of each SKU: listed and on_hand.
 func TestGeneratorFeed(t *testing.T) {
-	const steps = 30_000
+	const steps = 80_000
 	c := smallConfig(3)
 	g, events := feed(t, c, steps)
 	types := map[ledger.Type]int{}
