@@ -220,4 +220,11 @@ func (w *alertWatch) open() int {
 	return len(w.ids)
 }
 
+// changes returns how many alert changes arrived.
+func (w *alertWatch) changes() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seen
+}
+
 func (w *alertWatch) stop() { _ = w.sub.Unsubscribe() }
