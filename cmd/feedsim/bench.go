@@ -59,6 +59,8 @@ const (
 	// rssMarkEvery is how often (in events applied) the e2e phase records
 	// the process's RSS.
 	rssMarkEvery = 500_000
+	// childStopWait bounds a mode's cleanup after the bench is interrupted.
+	childStopWait = time.Minute
 	// probeShop and probeSKU are the SKU the alert phase sells past stock.
 	probeShop, probeSKU = "shop-probe", "probe-1"
 )
@@ -185,6 +187,10 @@ func runBench(ctx context.Context, args []string, getenv func(string) string) er
 	for _, m := range modes {
 		childArgs := append([]string{"bench", "-child", m}, args...)
 		cmd := exec.CommandContext(ctx, self, childArgs...)
+		// Stopped, the child is interrupted rather than killed, so that it
+		// drops its schema and removes its store directory.
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		cmd.WaitDelay = childStopWait
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -513,7 +519,10 @@ func benchRaw(ctx context.Context, bc benchConfig, nc *nats.Conn, r *modeResult)
 	}
 	n := bc.sz.RawEvents
 	begin := time.Now()
-	for range n {
+	for i := range n {
+		if i%ledger.MaxBatch == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
 		e := next()
 		m, opt, err := msg(&e)
 		if err != nil {
@@ -525,6 +534,8 @@ func benchRaw(ctx context.Context, bc benchConfig, nc *nats.Conn, r *modeResult)
 	}
 	select {
 	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
 	case <-time.After(catchUpMax):
 		return errors.New("async publishes not acknowledged in time")
 	}
@@ -552,7 +563,7 @@ func benchRaw(ctx context.Context, bc benchConfig, nc *nats.Conn, r *modeResult)
 	// async gets, and the yardstick of the SyncAlways target.
 	count := 0
 	begin = time.Now()
-	for time.Since(begin).Seconds() < bc.sz.RawSyncSeconds {
+	for time.Since(begin).Seconds() < bc.sz.RawSyncSeconds && ctx.Err() == nil {
 		e := next()
 		m, opt, err := msg(&e)
 		if err != nil {
