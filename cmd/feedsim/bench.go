@@ -297,9 +297,11 @@ func (bc *benchConfig) fillSizes(mode string) {
 	secs(&sz.AlertSeconds, 4, 20)
 }
 
-// logf writes a phase line to stderr.
-func logf(mode, format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "feedsim bench [%s] %s\n", mode, fmt.Sprintf(format, args...))
+// logf writes a phase line to bc.progress, if set.
+func (bc *benchConfig) logf(mode, format string, args ...any) {
+	if bc.progress != nil {
+		fmt.Fprintf(bc.progress, "feedsim bench [%s] %s\n", mode, fmt.Sprintf(format, args...))
+	}
 }
 
 // runMode measures one durability mode.
@@ -358,11 +360,11 @@ func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 	if err := benchRaw(ctx, bc, feedNC, r); err != nil {
 		return nil, fmt.Errorf("raw: %w", err)
 	}
-	logf(mode, "raw: publish %.0f/s, read %.0f/s, sync publish %.0f/s", r.RawPublishEPS, r.RawReadEPS, r.RawSyncPublishEPS)
+	bc.logf(mode, "raw: publish %.0f/s, read %.0f/s, sync publish %.0f/s", r.RawPublishEPS, r.RawReadEPS, r.RawSyncPublishEPS)
 	if err := benchHotrow(ctx, bc, schema, r); err != nil {
 		return nil, fmt.Errorf("hot row: %w", err)
 	}
-	logf(mode, "hot row: %.0f orders/s", r.HotrowOps)
+	bc.logf(mode, "hot row: %.0f orders/s", r.HotrowOps)
 
 	runtime.GC()
 	resetPeakRSS()
@@ -400,12 +402,12 @@ func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 	}
 	r.AlertChangesSeen = alerts.changes()
 	r.OutboxBacklog = outboxBacklog(ctx, bc.databaseURL, schema)
-	logf(mode, "e2e: %.0f events/s (%d events); %d alert changes seen on stock.alerts.>, %d waiting in the outbox", r.E2EEPS, r.E2EEvents, r.AlertChangesSeen, r.OutboxBacklog)
+	bc.logf(mode, "e2e: %.0f events/s (%d events); %d alert changes seen on stock.alerts.>, %d waiting in the outbox", r.E2EEPS, r.E2EEvents, r.AlertChangesSeen, r.OutboxBacklog)
 	if err := benchAlerts(ctx, bc, g, pub, proj, feedNC, r); err != nil {
 		stopProj()
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
-	logf(mode, "alerts: p50 %.1f ms, p99 %.1f ms at %.0f events/s (%d samples)", r.AlertP50MS, r.AlertP99MS, r.AlertRateEPS, r.AlertSamples)
+	bc.logf(mode, "alerts: p50 %.1f ms, p99 %.1f ms at %.0f events/s (%d samples)", r.AlertP50MS, r.AlertP99MS, r.AlertRateEPS, r.AlertSamples)
 	stopProj()
 	if err := <-projDone; err != nil {
 		return nil, fmt.Errorf("projector: %w", err)
@@ -413,7 +415,7 @@ func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 	if err := benchRebuild(ctx, bc, js, svcNC, schema, r); err != nil {
 		return nil, fmt.Errorf("rebuild: %w", err)
 	}
-	logf(mode, "rebuild: %.0f events/s (%d events)", r.RebuildEPS, r.RebuildEvents)
+	bc.logf(mode, "rebuild: %.0f events/s (%d events)", r.RebuildEPS, r.RebuildEvents)
 	stopProfile()
 	r.PeakRSSMB = rssMB("VmHWM")
 
@@ -681,7 +683,7 @@ func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *ledger.Pub
 			if proj.Applied() >= mark {
 				rss := rssMB("VmRSS")
 				r.RSSMB[fmt.Sprint(mark)] = rss
-				logf(r.Mode, "e2e: %d events applied, RSS %.0f MB", mark, rss)
+				bc.logf(r.Mode, "e2e: %d events applied, RSS %.0f MB", mark, rss)
 				mark += rssMarkEvery
 			}
 		}
@@ -803,7 +805,7 @@ func benchAlerts(ctx context.Context, bc benchConfig, g *generator, pub *ledger.
 	}
 	if len(lat) == 0 {
 		// Reported, not fatal: the alert publisher is behind the projector.
-		logf(r.Mode, "alerts: none of %d probe alerts arrived within 10s of the projector catching up", len(published))
+		bc.logf(r.Mode, "alerts: none of %d probe alerts arrived within 10s of the projector catching up", len(published))
 		r.AlertP50MS, r.AlertP99MS = -1, -1
 		return nil
 	}
@@ -812,7 +814,7 @@ func benchAlerts(ctx context.Context, bc benchConfig, g *generator, pub *ledger.
 	r.AlertP50MS = lat[len(lat)/2]
 	r.AlertP99MS = lat[min(len(lat)-1, len(lat)*99/100)]
 	if len(lat) < len(published) {
-		logf(r.Mode, "alerts: %d of %d probes had no alert within 10s of catching up", len(published)-len(lat), len(published))
+		bc.logf(r.Mode, "alerts: %d of %d probes had no alert within 10s of catching up", len(published)-len(lat), len(published))
 	}
 	return nil
 }
