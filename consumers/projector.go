@@ -40,6 +40,9 @@ const (
 	commitTimeout = 30 * time.Second
 	// retryWaitMax bounds the wait between attempts of a failed batch.
 	retryWaitMax = 5 * time.Second
+	// fillWaitMax bounds the wait for messages the stream holds but the
+	// client has not received yet, before a batch is committed short.
+	fillWaitMax = 5 * time.Millisecond
 	// outboxBatchMax bounds the alert changes published in one round.
 	outboxBatchMax = 1000
 	// deadQueue is where a dead-lettered message goes.
@@ -297,23 +300,54 @@ func (p *Projector) consume(ctx context.Context) error {
 				}
 			}
 			batch = append(batch[:0], m)
-		fill:
-			for len(batch) < p.o.BatchMax {
-				select {
-				case m, ok := <-msgs:
-					if !ok {
-						break fill
-					}
-					batch = append(batch, m)
-				default:
-					break fill
-				}
-			}
+			batch = p.fill(batch, msgs)
 			if err := p.applyBatch(ctx, batch); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// fill adds to batch what msgs holds, up to BatchMax. While the stream holds
+// more for this consumer (the last message's NumPending), it waits up to
+// fillWaitMax for it rather than committing a short batch: behind, batches
+// are full and each commit's fixed cost is paid once per BatchMax events;
+// caught up, nothing is pending and nothing waits.
+func (p *Projector) fill(batch []jetstream.Msg, msgs <-chan jetstream.Msg) []jetstream.Msg {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for len(batch) < p.o.BatchMax {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+			continue
+		default:
+		}
+		meta, err := batch[len(batch)-1].Metadata()
+		if err != nil || meta.NumPending == 0 {
+			return batch
+		}
+		if timer == nil {
+			timer = time.NewTimer(fillWaitMax)
+		}
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+		case <-timer.C:
+			return batch
+		}
+	}
+	return batch
 }
 
 // consumer returns the durable consumer positioned right after the store's

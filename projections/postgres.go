@@ -298,11 +298,27 @@ const (
 	sqlCheckpointStart = `INSERT INTO checkpoints (projector, seq) VALUES ($1, $2)
 		ON CONFLICT (projector) DO UPDATE SET seq = EXCLUDED.seq WHERE checkpoints.seq = 0`
 
-	sqlUpsertSKU = `INSERT INTO skus (shop, sku, state, next_due, title, status, sales_form,
+	// sqlUpsertSKUs and sqlUpsertOrders write every changed SKU and every
+	// dirty order of a batch in one statement each: the rows travel as one
+	// array per column (binary, no per-row parse or bind) and are unnested
+	// server-side. A batch names each SKU and each order at most once, as
+	// ON CONFLICT DO UPDATE requires.
+	sqlUpsertSKUs = `INSERT INTO skus (shop, sku, state, next_due, title, status, sales_form,
 		ship_within_hours, ship_within_days, price_fen, listed, on_hand, committed, available,
 		capacity, presale_committed, capacity_left, open_orders, late_orders, exposure_fen,
 		open_alerts, last_seq, updated_at, pace)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
+		SELECT shop, sku, state::jsonb, next_due, title, status, sales_form, ship_within_hours,
+		ship_within_days, price_fen, listed, on_hand, committed, available, capacity,
+		presale_committed, capacity_left, open_orders, late_orders, exposure_fen, open_alerts,
+		last_seq, updated_at, pace::jsonb
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+		$7::text[], $8::integer[], $9::integer[], $10::bigint[], $11::bigint[], $12::bigint[],
+		$13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[],
+		$19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::timestamptz[], $24::text[])
+		AS t(shop, sku, state, next_due, title, status, sales_form, ship_within_hours,
+		ship_within_days, price_fen, listed, on_hand, committed, available, capacity,
+		presale_committed, capacity_left, open_orders, late_orders, exposure_fen, open_alerts,
+		last_seq, updated_at, pace)
 		ON CONFLICT (shop, sku) DO UPDATE SET state = EXCLUDED.state, next_due = EXCLUDED.next_due,
 		title = EXCLUDED.title, status = EXCLUDED.status, sales_form = EXCLUDED.sales_form,
 		ship_within_hours = EXCLUDED.ship_within_hours, ship_within_days = EXCLUDED.ship_within_days,
@@ -313,9 +329,11 @@ const (
 		exposure_fen = EXCLUDED.exposure_fen, open_alerts = EXCLUDED.open_alerts,
 		last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at, pace = EXCLUDED.pace`
 
-	sqlUpsertOrder = `INSERT INTO orders (shop, sku, order_id, qty, unit_price_fen, sales_form,
+	sqlUpsertOrders = `INSERT INTO orders (shop, sku, order_id, qty, unit_price_fen, sales_form,
 		sold_at, due, seq, state, late, closed_at, early)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+		$6::text[], $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[], $11::boolean[],
+		$12::timestamptz[], $13::boolean[])
 		ON CONFLICT (shop, sku, order_id) DO UPDATE SET qty = EXCLUDED.qty,
 		unit_price_fen = EXCLUDED.unit_price_fen, sales_form = EXCLUDED.sales_form,
 		sold_at = EXCLUDED.sold_at, due = EXCLUDED.due, seq = EXCLUDED.seq, state = EXCLUDED.state,
@@ -348,23 +366,24 @@ func (p *PostgresStore) Commit(ctx context.Context, b *Batch) error {
 	} else {
 		batch.Queue(sqlCheckpointMove, b.Projector, b.LastSeq, b.PrevSeq)
 	}
-	for _, s := range b.SKUs {
-		state, err := json.Marshal(s)
-		if err != nil {
-			return fmt.Errorf("commit batch to seq %d: encode sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
+	if len(b.SKUs) > 0 {
+		var sk skuColumns
+		var oc orderColumns
+		for _, s := range b.SKUs {
+			state, err := json.Marshal(s)
+			if err != nil {
+				return fmt.Errorf("commit batch to seq %d: encode sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
+			}
+			if err := sk.add(s, string(state)); err != nil {
+				return fmt.Errorf("commit batch to seq %d: encode pace of sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
+			}
+			for _, o := range s.DirtyOrders() {
+				oc.add(s.Shop, s.SKU, o)
+			}
 		}
-		v := s.View()
-		pace, err := json.Marshal(v.ViewPace)
-		if err != nil {
-			return fmt.Errorf("commit batch to seq %d: encode pace of sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
-		}
-		batch.Queue(sqlUpsertSKU, s.Shop, s.SKU, state, nullTime(s.NextDue), v.Title, string(v.Status), v.SalesForm,
-			v.ShipWithinHours, v.ShipWithinDays, v.PriceFen, v.Listed, v.OnHand, v.Committed, v.Available,
-			v.Capacity, v.PresaleCommitted, v.CapacityLeft, v.OpenOrders, v.LateOrders, v.ExposureFen,
-			v.OpenAlerts, v.LastSeq, v.UpdatedAt, pace)
-		for _, o := range s.DirtyOrders() {
-			batch.Queue(sqlUpsertOrder, s.Shop, s.SKU, o.ID, o.Qty, o.UnitPriceFen, string(o.SalesForm),
-				nullTime(o.SoldAt), nullTime(o.Due), o.Seq, string(o.State), o.Late, nullTime(o.ClosedAt), o.Early)
+		batch.Queue(sqlUpsertSKUs, sk.args()...)
+		if len(oc.id) > 0 {
+			batch.Queue(sqlUpsertOrders, oc.args()...)
 		}
 	}
 	// The alerts table keeps each alert's latest change; the outbox every one.
@@ -417,6 +436,65 @@ func (p *PostgresStore) Commit(ctx context.Context, b *Batch) error {
 		return fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
 	}
 	return nil
+}
+
+// skuColumns holds the changed SKUs of a batch column by column, for
+// sqlUpsertSKUs.
+type skuColumns struct {
+	shop, sku, state, title, status, salesForm, pace                     []string
+	nextDue, updatedAt                                                   []*time.Time
+	hours, days                                                          []int
+	price, listed, onHand, committed, available, capacity, presale, left []int64
+	openOrders, lateOrders, exposure, openAlerts                         []int64
+	lastSeq                                                              []uint64
+}
+
+func (c *skuColumns) add(s *SKU, state string) error {
+	v := s.View()
+	pace, err := json.Marshal(v.ViewPace)
+	if err != nil {
+		return err
+	}
+	c.pace = append(c.pace, string(pace))
+	c.shop, c.sku, c.state = append(c.shop, s.Shop), append(c.sku, s.SKU), append(c.state, state)
+	c.nextDue, c.updatedAt = append(c.nextDue, nullTime(s.NextDue)), append(c.updatedAt, &v.UpdatedAt)
+	c.title, c.status, c.salesForm = append(c.title, v.Title), append(c.status, string(v.Status)), append(c.salesForm, v.SalesForm)
+	c.hours, c.days = append(c.hours, v.ShipWithinHours), append(c.days, v.ShipWithinDays)
+	c.price, c.listed, c.onHand = append(c.price, v.PriceFen), append(c.listed, v.Listed), append(c.onHand, v.OnHand)
+	c.committed, c.available = append(c.committed, v.Committed), append(c.available, v.Available)
+	c.capacity, c.presale, c.left = append(c.capacity, v.Capacity), append(c.presale, v.PresaleCommitted), append(c.left, v.CapacityLeft)
+	c.openOrders, c.lateOrders = append(c.openOrders, v.OpenOrders), append(c.lateOrders, v.LateOrders)
+	c.exposure, c.openAlerts = append(c.exposure, v.ExposureFen), append(c.openAlerts, v.OpenAlerts)
+	c.lastSeq = append(c.lastSeq, v.LastSeq)
+	return nil
+}
+
+func (c *skuColumns) args() []any {
+	return []any{c.shop, c.sku, c.state, c.nextDue, c.title, c.status, c.salesForm, c.hours, c.days,
+		c.price, c.listed, c.onHand, c.committed, c.available, c.capacity, c.presale, c.left,
+		c.openOrders, c.lateOrders, c.exposure, c.openAlerts, c.lastSeq, c.updatedAt, c.pace}
+}
+
+// orderColumns holds the dirty orders of a batch column by column, for
+// sqlUpsertOrders.
+type orderColumns struct {
+	shop, sku, id, form, state []string
+	qty, price                 []int64
+	soldAt, due, closedAt      []*time.Time
+	seq                        []uint64
+	late, early                []bool
+}
+
+func (c *orderColumns) add(shop, sku string, o *Order) {
+	c.shop, c.sku, c.id = append(c.shop, shop), append(c.sku, sku), append(c.id, o.ID)
+	c.qty, c.price, c.form = append(c.qty, o.Qty), append(c.price, o.UnitPriceFen), append(c.form, string(o.SalesForm))
+	c.soldAt, c.due, c.closedAt = append(c.soldAt, nullTime(o.SoldAt)), append(c.due, nullTime(o.Due)), append(c.closedAt, nullTime(o.ClosedAt))
+	c.seq, c.state = append(c.seq, o.Seq), append(c.state, string(o.State))
+	c.late, c.early = append(c.late, o.Late), append(c.early, o.Early)
+}
+
+func (c *orderColumns) args() []any {
+	return []any{c.shop, c.sku, c.id, c.qty, c.price, c.form, c.soldAt, c.due, c.seq, c.state, c.late, c.closedAt, c.early}
 }
 
 // DueSKUs implements Store. As with MemoryStore, a limit of 0 returns nothing

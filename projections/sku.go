@@ -358,8 +358,19 @@ func (s *SKU) closeOrder(seq uint64, e *ledger.Event, to OrderState, changes []A
 	}
 	o.State, o.ClosedAt = to, e.At.UTC()
 	s.dirty[o.ID] = struct{}{}
-	if i := slices.Index(s.open, o); i >= 0 {
-		s.open = slices.Delete(s.open, i, i+1)
+	// open is sorted by Seq (unique per sale): find o in O(log n), and take
+	// the oldest, the usual shipment, off the front without moving the rest.
+	i, found := slices.BinarySearchFunc(s.open, o.Seq, func(x *Order, seq uint64) int { return cmp.Compare(x.Seq, seq) })
+	if !found || s.open[i] != o {
+		i = slices.Index(s.open, o) // not expected: the list would be out of order
+	}
+	if i >= 0 {
+		if i == 0 {
+			s.open[0] = nil
+			s.open = s.open[1:]
+		} else {
+			s.open = slices.Delete(s.open, i, i+1)
+		}
 	}
 	if to == OrderCancelled {
 		s.Listed += o.Qty

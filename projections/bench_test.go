@@ -1,0 +1,108 @@
+package projections_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"stockledger/ledger"
+	"stockledger/projections"
+	"stockledger/projections/pgtest"
+)
+
+// benchSKUs and benchBatch shape the benchmarks' workload: a flash sale over
+// a few hundred SKUs, committed in batches as the projector does.
+const (
+	benchSKUs  = 300
+	benchBatch = 1000
+)
+
+// benchListed returns benchSKUs SKUs listed as spot with plenty of stock.
+func benchListed(b *testing.B) []*projections.SKU {
+	b.Helper()
+	skus := make([]*projections.SKU, benchSKUs)
+	for i := range skus {
+		s := projections.NewSKU(foldShop, fmt.Sprintf("sku-%04d", i))
+		e := withSKU(evListSpot(0, 1_000_000_000, 9900, 48), s.SKU)
+		e.Shop, e.ID = foldShop, foldEventID(uint64(i+1))
+		if _, err := s.Apply(uint64(i+1), &e); err != nil {
+			b.Fatal(err)
+		}
+		skus[i] = s
+	}
+	return skus
+}
+
+// benchSale is the n-th sale of the workload: SKU n mod benchSKUs (squared,
+// so a few SKUs take most sales, as in a link drop).
+func benchSale(n int, skus []*projections.SKU) (*projections.SKU, ledger.Event) {
+	i := (n * n / 7) % len(skus)
+	s := skus[i]
+	e := evSale(time.Duration(n)*time.Millisecond, fmt.Sprintf("o-%d", n), 1, 9900)
+	e.Shop, e.SKU, e.ID = foldShop, s.SKU, foldEventID(uint64(n))
+	return s, e
+}
+
+// BenchmarkFoldSale folds sales into in-memory SKU states: the projector's
+// CPU cost per event before any I/O.
+func BenchmarkFoldSale(b *testing.B) {
+	skus := benchListed(b)
+	events := make([]ledger.Event, b.N)
+	targets := make([]*projections.SKU, b.N)
+	for n := range b.N {
+		targets[n], events[n] = benchSale(n+benchSKUs+1, skus)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := range b.N {
+		if _, err := targets[n].Apply(uint64(n+benchSKUs+1), &events[n]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPostgresCommit commits batches of benchBatch sales (the SKUs they
+// change, their orders, the checkpoint) to the Postgres store; events/s is
+// sales committed per second.
+func BenchmarkPostgresCommit(b *testing.B) {
+	url, schema := pgtest.Open(b)
+	store, err := projections.OpenPostgres(b.Context(), url, projections.PostgresOptions{Schema: schema})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(store.Close)
+	skus := benchListed(b)
+	seq := uint64(benchSKUs)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		prev := seq
+		changed := map[*projections.SKU]bool{}
+		var list []*projections.SKU
+		var alerts []projections.Alert
+		for range benchBatch {
+			seq++
+			s, e := benchSale(int(seq), skus)
+			as, err := s.Apply(seq, &e)
+			if err != nil {
+				b.Fatal(err)
+			}
+			alerts = append(alerts, as...)
+			if !changed[s] {
+				changed[s] = true
+				list = append(list, s)
+			}
+		}
+		if prev == benchSKUs {
+			list = skus // the first batch writes every SKU
+		}
+		err := store.Commit(b.Context(), &projections.Batch{Projector: "bench", PrevSeq: prev - benchSKUs, LastSeq: seq - benchSKUs, SKUs: list, Alerts: alerts})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range list {
+			s.ClearDirty()
+		}
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "events/s")
+}
