@@ -155,8 +155,12 @@ func (a *auth) lookup(token string) *grant {
 	return found
 }
 
-// wrap puts the token check in front of h. /healthz stays open (it names no
-// shop's data). A path under /v1/shops/{shop} needs a token for that shop;
+// queryToken is the query parameter a GET may carry its token in.
+const queryToken = "access_token"
+
+// wrap puts the token check in front of h. /healthz and the dashboard page
+// stay open (they name no shop's data). A GET may carry its token as the
+// access_token query parameter, for browsers' EventSource. A path under /v1/shops/{shop} needs a token for that shop;
 // POST /v1/events a token for every shop its events name; anything else a
 // token for every shop. The token is never logged nor echoed.
 func (a *auth) wrap(h http.Handler) http.Handler {
@@ -164,11 +168,18 @@ func (a *auth) wrap(h http.Handler) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
+		// /healthz names no shop's data, nor does the dashboard page itself:
+		// the page asks for a shop's data with a token of its own.
+		if r.URL.Path == "/healthz" || (r.Method == http.MethodGet && r.URL.Path == "/") {
 			h.ServeHTTP(w, r)
 			return
 		}
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok && r.Method == http.MethodGet && r.URL.Query().Has(queryToken) {
+			// A browser's EventSource cannot set headers: reads may carry
+			// the token in the query (RFC 6750 §2.3). Never for writes.
+			token, ok = r.URL.Query().Get(queryToken), true
+		}
 		g := a.lookup(strings.TrimSpace(token))
 		if !ok || g == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="stockledger"`)

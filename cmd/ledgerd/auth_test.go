@@ -84,6 +84,11 @@ func TestAuthScopesTokensToShops(t *testing.T) {
 		{"read own shop", "GET", "/v1/shops/shop-a/skus", tokenA, "", 200},
 		{"admin reads any shop", "GET", "/v1/shops/shop-b/skus", tokenAdmin, "", 200},
 		{"health without token", "GET", "/healthz", "", "", 200},
+		{"dashboard page without token", "GET", "/", "", "", 200},
+		{"read with the token in the query", "GET", "/v1/shops/shop-a/skus?access_token=" + tokenA, "", "", 200},
+		{"read another shop with the token in the query", "GET", "/v1/shops/shop-b/skus?access_token=" + tokenA, "", "", 403},
+		{"write with the token in the query", "POST", "/v1/events?access_token=" + tokenA, "", restock("shop-a"), 401},
+		{"metrics without a token for every shop", "GET", "/metrics", tokenA, "", 403},
 	}
 	for _, tc := range cases {
 		before := streamLastSeq(t, js, ledger.EventStream)
