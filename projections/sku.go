@@ -413,8 +413,11 @@ func (s *SKU) evaluate(seq uint64, at time.Time, changes []Alert) []Alert {
 	if units := s.phantomUnits(); units > 0 {
 		per := UnshippedCompensationFen(s.PriceFen)
 		changes = s.raise(changes, Alert{Kind: PhantomStock, Seq: seq, RaisedAt: at, UnitsShort: units, ExposureFen: units * per,
-			Message: fmt.Sprintf("the platform shows %d units but only %d are real (%s): selling them risks %s",
-				s.Listed, max(0, s.RealLimit()), s.limitName(), yuan(units*per))})
+			// The message names only the alert's own figures: a sale that
+			// moves listed and the real limit together leaves the alert as
+			// it is, instead of publishing a new revision per sale.
+			Message: fmt.Sprintf("the platform offers %d units more than the %s: selling them risks %s",
+				units, s.limitName(), yuan(units*per))})
 	} else {
 		changes = s.resolve(changes, alertKey(PhantomStock, ""), seq, at)
 	}
