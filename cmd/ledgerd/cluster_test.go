@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/consumers"
+	"stockledger/consumers/consumertest"
 	"stockledger/ledger"
 	"stockledger/projections"
 )
@@ -449,38 +450,9 @@ func streamIDCounts(t *testing.T, url string) map[string]int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, ledger.EventStream)
+	l, err := consumertest.Read(ctx, js, projections.FoldConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := st.CachedInfo().State.LastSeq
-	cons, err := js.OrderedConsumer(ctx, ledger.EventStream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	empty := 0
-	for seq := uint64(0); seq < last; {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			meta, _ := m.Metadata()
-			seq = meta.Sequence.Stream
-			e, err := ledger.DecodeEvent(m.Data())
-			if err != nil {
-				t.Fatalf("seq %d: %v", seq, err)
-			}
-			counts[e.ID]++
-		}
-		if n == 0 {
-			if empty++; empty > 10 {
-				t.Fatalf("stream read stalled at seq %d of %d", seq, last)
-			}
-		}
-	}
-	return counts
+	return l.IDs
 }

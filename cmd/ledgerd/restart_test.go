@@ -20,7 +20,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"stockledger/consumers/consumertest"
 	"stockledger/ledger"
+	"stockledger/projections"
 )
 
 // TestKillRestart runs the real ledgerd binary, feeds it sales over NATS with
@@ -234,55 +236,20 @@ func killRestart(t *testing.T, bin, databaseURL string) {
 		t.Fatal(err)
 	}
 	figs := checkService(t, base, js, f.ackedIDs(), f.shop)
-	counts := streamOrderCounts(t, js)
-	if len(counts) != sales {
-		t.Errorf("stream holds %d distinct orders' sales, want %d", len(counts), sales)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := consumertest.Read(ctx, js, projections.FoldConfig{SelloutSoon: projections.DefaultSelloutSoon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Sales) != sales {
+		t.Errorf("stream holds %d distinct orders' sales, want %d", len(l.Sales), sales)
 	}
 	store := "memory"
 	if databaseURL != "" {
 		store = "postgres"
 	}
 	report(t, "SIGKILL of ledgerd ("+store+")", 1, kills+1, figs, f.retry)
-}
-
-// streamOrderCounts reads the whole event stream and counts sales by order id.
-func streamOrderCounts(t *testing.T, js jetstream.JetStream) map[string]int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, ledger.EventStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := st.CachedInfo().State.LastSeq
-	cons, err := js.OrderedConsumer(ctx, ledger.EventStream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	for seq := uint64(0); seq < last; {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			meta, _ := m.Metadata()
-			seq = meta.Sequence.Stream
-			e, err := ledger.DecodeEvent(m.Data())
-			if err != nil {
-				t.Fatalf("seq %d: %v", seq, err)
-			}
-			if e.Type == ledger.Sale {
-				counts[e.OrderID]++
-			}
-		}
-		if n == 0 {
-			t.Fatalf("stream read stalled at seq %d of %d", seq, last)
-		}
-	}
-	return counts
 }
 
 func doGet(t *testing.T, url string) (int, []byte) {
