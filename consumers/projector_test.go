@@ -10,44 +10,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/consumers"
+	"stockledger/consumers/consumertest"
 	"stockledger/ledger"
 	"stockledger/projections"
 	"stockledger/projections/pgtest"
 )
 
-// startNATS runs an in-process nats-server with JetStream on a random port
-// and the ledger's streams, for one test.
+// startNATS runs an in-process nats-server with the ledger's streams.
 func startNATS(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{EventMaxBytes: 64 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	return consumertest.StartNATS(t, 64<<20)
 }
 
 // runProjector runs p until the returned stop is called (or the test ends).
