@@ -83,6 +83,8 @@ func EventStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		DenyPurge:         true,
 		AllowDirect:       true,
 		SubjectTransform:  eventTransform(o),
+		// Atomic batches let a publisher amortise the fsync of sync-always.
+		AllowAtomicPublish: true,
 	}
 }
 

@@ -385,7 +385,7 @@ func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 		return nil, err
 	}
 	defer alerts.stop()
-	pub, err := ledger.NewPublisher(feedNC, ledger.PublisherOptions{})
+	pub, err := ledger.NewPublisher(feedNC, ledger.PublisherOptions{AtomicBatches: mode == "always"})
 	if err != nil {
 		stopProj()
 		return nil, err

@@ -119,7 +119,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	if svc.group, err = newGroup(cfg, svc.nc, js, svc.store, popts); err != nil {
 		return nil, err
 	}
-	pub, err := ledger.NewPublisher(svc.nc, ledger.PublisherOptions{})
+	pub, err := ledger.NewPublisher(svc.nc, ledger.PublisherOptions{AtomicBatches: cfg.Sync == syncAlways})
 	if err != nil {
 		return nil, err
 	}
