@@ -17,6 +17,9 @@ import (
 type composeFile struct {
 	Services map[string]composeService `yaml:"services"`
 	Volumes  map[string]any            `yaml:"volumes"`
+	Secrets  map[string]struct {
+		File string `yaml:"file"`
+	} `yaml:"secrets"`
 }
 
 type composeService struct {
@@ -26,6 +29,7 @@ type composeService struct {
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
 	Volumes     []string          `yaml:"volumes"`
+	Secrets     []string          `yaml:"secrets"`
 	DependsOn   map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`
@@ -153,6 +157,24 @@ func TestComposeFile(t *testing.T) {
 		}
 		if !strings.HasPrefix(cfg.HTTPAddr, "0.0.0.0:8080") {
 			t.Errorf("%s: LEDGER_HTTP_ADDR %q: must listen on all interfaces, port 8080", name, cfg.HTTPAddr)
+		}
+		// Beyond loopback ledgerd refuses to start without tokens: the file
+		// must come from a declared secret, and the example it is made from
+		// must be a token file ledgerd accepts.
+		secret, found := strings.CutPrefix(cfg.TokensFile, "/run/secrets/")
+		if !found || !slices.Contains(s.Secrets, secret) || c.Secrets[secret].File == "" {
+			t.Errorf("%s: LEDGER_TOKENS_FILE %q must be a secret the service mounts (secrets %v)", name, cfg.TokensFile, s.Secrets)
+		} else {
+			example := filepath.Join(repoRoot(t), c.Secrets[secret].File+".example")
+			f, err := os.Open(example)
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			} else {
+				if _, err := parseTokens(f, example); err != nil {
+					t.Errorf("%s: %s is not a token file ledgerd accepts: %v", name, example, err)
+				}
+				f.Close()
+			}
 		}
 		for _, node := range natsNodes {
 			if !strings.Contains(cfg.NATSURL, "nats://"+node+":4222") {
