@@ -61,6 +61,37 @@ func BenchmarkFoldSale(b *testing.B) {
 	}
 }
 
+// BenchmarkFoldSaleOversold folds a flash sale past real stock into one SKU
+// that holds 20 units and 20,000 open orders: every sale raises or updates
+// oversold and phantom_stock, whose exposure serves the open orders oldest
+// first.
+func BenchmarkFoldSaleOversold(b *testing.B) {
+	const openOrders = 20_000
+	s := projections.NewSKU(foldShop, "hot")
+	e := withSKU(evListSpot(0, 20, 9900, 48), s.SKU)
+	e.Shop, e.ID = foldShop, foldEventID(1)
+	if _, err := s.Apply(1, &e); err != nil {
+		b.Fatal(err)
+	}
+	seq := uint64(1)
+	sale := func(n int) {
+		seq++
+		e := evSale(time.Duration(n)*time.Millisecond, fmt.Sprintf("o-%d", n), 1, 9900)
+		e.Shop, e.SKU, e.ID = foldShop, s.SKU, foldEventID(seq)
+		if _, err := s.Apply(seq, &e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for n := range openOrders {
+		sale(n)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := range b.N {
+		sale(openOrders + n)
+	}
+}
+
 // BenchmarkPostgresCommit commits batches of benchBatch sales (the SKUs they
 // change, their orders, the checkpoint) to the Postgres store; events/s is
 // sales committed per second.

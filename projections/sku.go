@@ -114,6 +114,29 @@ type SKU struct {
 	Alerts map[string]*Alert `json:"-"`
 
 	dirty map[string]struct{}
+	// spotOpen and presaleOpen total the open orders of each sales form,
+	// so that the unserved orders of an oversold SKU are found by walking
+	// only the orders served (see unserved). Derived: Restore rebuilds them.
+	spotOpen, presaleOpen openTotal
+}
+
+// openTotal sums open orders of one sales form.
+type openTotal struct{ orders, qty, compFen int64 }
+
+// totals returns the open-order totals of a sales form.
+func (s *SKU) totals(form ledger.SalesForm) *openTotal {
+	if form == ledger.Presale {
+		return &s.presaleOpen
+	}
+	return &s.spotOpen
+}
+
+// count adds (sign 1) or removes (sign -1) an open order from the totals.
+func (s *SKU) count(o *Order, sign int64) {
+	t := s.totals(o.SalesForm)
+	t.orders += sign
+	t.qty += sign * o.Qty
+	t.compFen += sign * UnshippedCompensationFen(o.ValueFen())
 }
 
 // NewSKU returns the empty state of a SKU never seen.
@@ -147,6 +170,10 @@ func (s *SKU) Restore() {
 		}
 	}
 	slices.SortFunc(s.open, func(a, b *Order) int { return cmp.Compare(a.Seq, b.Seq) })
+	s.spotOpen, s.presaleOpen = openTotal{}, openTotal{}
+	for _, o := range s.open {
+		s.count(o, 1)
+	}
 }
 
 // DirtyOrders returns the orders changed since the last ClearDirty, for a
@@ -335,6 +362,7 @@ func (s *SKU) sale(seq uint64, e *ledger.Event, changes []Alert) []Alert {
 			s.PresaleCommitted += qty
 		}
 		s.open = append(s.open, o)
+		s.count(o, 1)
 		if !o.Due.IsZero() && (s.NextDue.IsZero() || o.Due.Before(s.NextDue)) {
 			s.NextDue = o.Due
 		}
@@ -365,6 +393,7 @@ func (s *SKU) closeOrder(seq uint64, e *ledger.Event, to OrderState, changes []A
 		i = slices.Index(s.open, o) // not expected: the list would be out of order
 	}
 	if i >= 0 {
+		s.count(o, -1)
 		if i == 0 {
 			s.open[0] = nil
 			s.open = s.open[1:]
@@ -452,22 +481,25 @@ type unservedCount struct{ orders, qty int64 }
 // unserved serves the open orders of one sales form oldest first from supply
 // units; an order that does not fit whole is not served, and later smaller
 // orders may still be. It returns the unserved orders and their unshipped
-// compensation.
+// compensation: the form's open totals less what was served. The walk ends
+// when the supply is used up, so an oversold SKU with many open orders costs
+// about as many steps as it has units, not orders.
 func (s *SKU) unserved(form ledger.SalesForm, supply int64) (unservedCount, int64) {
-	var n unservedCount
-	var exposure int64
+	t := s.totals(form)
+	n := unservedCount{orders: t.orders, qty: t.qty}
+	exposure := t.compFen
 	left := max(0, supply)
 	for _, o := range s.open {
-		if o.SalesForm != form {
+		if left == 0 {
+			break
+		}
+		if o.SalesForm != form || o.Qty > left {
 			continue
 		}
-		if o.Qty <= left {
-			left -= o.Qty
-			continue
-		}
-		n.orders++
-		n.qty += o.Qty
-		exposure += UnshippedCompensationFen(o.ValueFen())
+		left -= o.Qty
+		n.orders--
+		n.qty -= o.Qty
+		exposure -= UnshippedCompensationFen(o.ValueFen())
 	}
 	return n, exposure
 }
