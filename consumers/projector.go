@@ -268,7 +268,9 @@ func (p *Projector) consume(ctx context.Context) error {
 				}
 				return
 			}
-			msgs <- m
+			// Decoding and validating here overlaps them with the fold
+			// loop's commit of the batch before.
+			msgs <- p.predecode(m)
 		}
 	}()
 	defer func() {
@@ -481,7 +483,7 @@ func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
 		}
 		next, lastSeq = seq+1, seq
 
-		e, reason := p.decode(m, meta)
+		e, reason := p.decodeOnce(m, meta)
 		if reason != "" {
 			deads = append(deads, dead{m, seq, reason})
 			continue
@@ -520,6 +522,39 @@ func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
 		return err
 	}
 	return p.ack(batch)
+}
+
+// decodedMsg is a delivered message with its metadata and its decoded event
+// (or the reason it is refused), worked out by the reader goroutine. Ack and
+// the rest go to the message itself.
+type decodedMsg struct {
+	jetstream.Msg
+	meta    *jetstream.MsgMetadata
+	metaErr error
+	event   ledger.Event
+	reason  string
+}
+
+// Metadata returns the metadata parsed once by the reader.
+func (d *decodedMsg) Metadata() (*jetstream.MsgMetadata, error) { return d.meta, d.metaErr }
+
+// predecode parses a delivered message's metadata and decodes its event.
+// It reads only the projector's fixed options: safe beside the fold loop.
+func (p *Projector) predecode(m jetstream.Msg) jetstream.Msg {
+	d := &decodedMsg{Msg: m}
+	if d.meta, d.metaErr = m.Metadata(); d.metaErr == nil {
+		d.event, d.reason = p.decode(m, d.meta)
+	}
+	return d
+}
+
+// decodeOnce returns the event the reader decoded, or decodes it now for a
+// message that did not come through the reader.
+func (p *Projector) decodeOnce(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger.Event, string) {
+	if d, ok := m.(*decodedMsg); ok && d.metaErr == nil {
+		return d.event, d.reason
+	}
+	return p.decode(m, meta)
 }
 
 // decode turns a message into a valid event for its subject, or says why not.
