@@ -90,3 +90,24 @@ func connectNATS(s *server.Server, url string, log *slog.Logger) (*nats.Conn, ch
 	}
 	return nc, closed, nil
 }
+
+// minServerMajor and minServerMinor name the oldest nats-server the ledger
+// runs on: 2.12 brought atomic batch publishing, which the event stream
+// allows. An older server ignores stream settings it does not know, so the
+// ledger would run without them and without a word.
+const (
+	minServerMajor = 2
+	minServerMinor = 12
+)
+
+// checkServerVersion refuses a NATS server older than 2.12.
+func checkServerVersion(version string) error {
+	var major, minor int
+	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
+		return fmt.Errorf("NATS server version %q (NATS_URL): cannot tell it is %d.%d or later", version, minServerMajor, minServerMinor)
+	}
+	if major < minServerMajor || (major == minServerMajor && minor < minServerMinor) {
+		return fmt.Errorf("NATS server version %s (NATS_URL): the ledger needs nats-server %d.%d or later (atomic batch publish, subject transforms)", version, minServerMajor, minServerMinor)
+	}
+	return nil
+}

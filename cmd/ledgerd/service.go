@@ -85,6 +85,9 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	if svc.nc, svc.ncClosed, err = connectNATS(svc.ns, cfg.NATSURL, log); err != nil {
 		return nil, err
 	}
+	if err := checkServerVersion(svc.nc.ConnectedServerVersion()); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(svc.nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
