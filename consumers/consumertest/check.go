@@ -23,6 +23,10 @@ import (
 	"stockledger/projections"
 )
 
+// emptyFetchesMax bounds the empty fetches in a row (5 s each) before the
+// stream reader gives up.
+const emptyFetchesMax = 6
+
 // fetchMax bounds one fetch of the stream reader.
 const fetchMax = 1000
 
@@ -65,7 +69,7 @@ func Read(ctx context.Context, js jetstream.JetStream, cfg projections.FoldConfi
 	if err != nil {
 		return nil, fmt.Errorf("read stream: %w", err)
 	}
-	next := uint64(1)
+	next, empty := uint64(1), 0
 	for next <= l.LastSeq {
 		batch, err := cons.Fetch(fetchMax, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -88,8 +92,14 @@ func Read(ctx context.Context, js jetstream.JetStream, cfg projections.FoldConfi
 			}
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("stream read stalled at seq %d of %d", next, l.LastSeq)
+			// Right after a fault (a cluster's stream leader moving) a
+			// fetch can come back empty; a read that stays empty is stuck.
+			if empty++; empty == emptyFetchesMax {
+				return nil, fmt.Errorf("stream read stalled at seq %d of %d: %d empty fetches", next, l.LastSeq, empty)
+			}
+			continue
 		}
+		empty = 0
 	}
 	return l, nil
 }
