@@ -350,6 +350,10 @@ func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 	if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{}); err != nil {
 		return nil, err
 	}
+	// The projector writes every changed view to the bucket, as in ledgerd.
+	if _, err := ledger.EnsureViewBucket(ctx, js, ledger.StreamOptions{}); err != nil {
+		return nil, err
+	}
 
 	schema, drop, err := benchSchema(ctx, bc.databaseURL)
 	if err != nil {
@@ -375,7 +379,8 @@ func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 	}
 	defer store.Close()
 	quiet := slog.New(slog.DiscardHandler)
-	proj := consumers.NewProjector(svcNC, js, store, consumers.Options{Log: quiet})
+	proj := consumers.NewProjector(svcNC, js, store, consumers.Options{Log: quiet, ViewBucket: ledger.ViewBucket,
+		Fold: projections.FoldConfig{SelloutSoon: projections.DefaultSelloutSoon}})
 	pctx, stopProj := context.WithCancel(ctx)
 	projDone := make(chan error, 1)
 	go func() { projDone <- proj.Run(pctx) }()
