@@ -2,7 +2,9 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -39,11 +41,66 @@ func ViewBucketConfig(o StreamOptions) jetstream.KeyValueConfig {
 	}
 }
 
-// EnsureViewBucket creates ViewBucket or updates it to ViewBucketConfig.
+// EnsureViewBucket creates the view bucket or updates it to ViewBucketConfig.
+// On one server (R1) a new bucket's stream persists asynchronously
+// (PersistMode async, which JetStream allows only on R1 and only at
+// creation): the views are derived data, rewritten as their SKUs change, and
+// under sync-always an fsync for every view written cost more than the batch
+// it followed. A bucket made before keeps its persist mode.
 func EnsureViewBucket(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.KeyValue, error) {
+	if replicas(o) == 1 {
+		st, err := js.Stream(ctx, viewStream)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			if _, err := js.CreateStream(ctx, viewStreamConfig(o)); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return nil, fmt.Errorf("create key-value bucket %s: %w", ViewBucket, err)
+			}
+			return bindViewBucket(ctx, js)
+		case err != nil:
+			return nil, fmt.Errorf("look up key-value bucket %s: %w", ViewBucket, err)
+		case st.CachedInfo().Config.PersistMode == jetstream.AsyncPersistMode:
+			// Its persist mode cannot be updated: bind to it as it is.
+			return bindViewBucket(ctx, js)
+		}
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, ViewBucketConfig(o))
 	if err != nil {
 		return nil, fmt.Errorf("create or update key-value bucket %s: %w", ViewBucket, err)
+	}
+	return kv, nil
+}
+
+// viewStream is the stream behind ViewBucket.
+const viewStream = "KV_" + ViewBucket
+
+// viewStreamConfig is the stream a key-value bucket of ViewBucketConfig has,
+// as nats.go makes it, with asynchronous persistence.
+func viewStreamConfig(o StreamOptions) jetstream.StreamConfig {
+	kv := ViewBucketConfig(o)
+	return jetstream.StreamConfig{
+		Name:              viewStream,
+		Description:       kv.Description,
+		Subjects:          []string{"$KV." + ViewBucket + ".>"},
+		MaxMsgsPerSubject: int64(kv.History),
+		MaxBytes:          kv.MaxBytes,
+		MaxMsgSize:        kv.MaxValueSize,
+		Storage:           kv.Storage,
+		Replicas:          kv.Replicas,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        2 * time.Minute,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		AllowDirect:       true,
+		Discard:           jetstream.DiscardNew,
+		PersistMode:       jetstream.AsyncPersistMode,
+	}
+}
+
+func bindViewBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, ViewBucket)
+	if err != nil {
+		return nil, fmt.Errorf("bind key-value bucket %s: %w", ViewBucket, err)
 	}
 	return kv, nil
 }
