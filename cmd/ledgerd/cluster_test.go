@@ -188,15 +188,7 @@ func TestCluster(t *testing.T) {
 	b := startClusterDaemon(t, bin, "ledgerd-b", cl.url(), dbURL, clusterPartitions)
 	daemons := map[string]*clusterDaemon{a.name: a, b.name: b}
 
-	nc, err := nats.Connect(cl.url(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := connectJS(t, cl.url(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -439,15 +431,7 @@ func TestCluster(t *testing.T) {
 // streamIDCounts reads the whole event stream and counts events by id.
 func streamIDCounts(t *testing.T, url string) map[string]int {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := connectJS(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	l, err := consumertest.Read(ctx, js, projections.FoldConfig{})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/consumers/consumertest"
@@ -137,6 +138,34 @@ func (f *feed) ackedIDs() map[string]bool {
 		out[id] = true
 	}
 	return out
+}
+
+// connectJS connects to the NATS at url for one test, closed when the test
+// ends, with a JetStream context.
+func connectJS(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// restartingFeed is an order feed of shop over a connection that rides out
+// server restarts and kills: it reconnects at once and keeps retrying.
+func restartingFeed(t *testing.T, url, shop string) (*nats.Conn, jetstream.JetStream, *feed) {
+	t.Helper()
+	nc, js := connectJS(t, url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.RetryOnFailedConnect(true))
+	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{AckTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js, newFeed(pub, shop, 4)
 }
 
 // checkService is the end of every fault run: the read model the service at

@@ -274,16 +274,7 @@ func TestNATSRestart(t *testing.T) {
 		}
 	}()
 	base := "http://" + svc.httpAddr
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{AckTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newFeed(pub, "shop-n", 4)
+	nc, _, f := restartingFeed(t, url, "shop-n")
 	stop := make(chan struct{})
 	fed := make(chan int)
 	go func() { fed <- f.run(t, stop) }()

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/consumers/consumertest"
 	"stockledger/ledger"
@@ -183,16 +182,7 @@ func killRestart(t *testing.T, bin, databaseURL string) {
 	defer func() { mu.Lock(); d.kill(); mu.Unlock() }()
 	waitHealthy(t, base, d)
 
-	nc, err := nats.Connect("nats://"+natsAddr, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.RetryOnFailedConnect(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{AckTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newFeed(pub, "shop-k", 4)
+	_, js, f := restartingFeed(t, "nats://"+natsAddr, "shop-k")
 	stop := make(chan struct{})
 	fed := make(chan int)
 	go func() { fed <- f.run(t, stop) }()
@@ -231,10 +221,6 @@ func killRestart(t *testing.T, bin, databaseURL string) {
 	mu.Unlock()
 	waitHealthy(t, base, d)
 
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	figs := checkService(t, base, js, f.ackedIDs(), f.shop)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -38,15 +38,7 @@ func TestClusterThroughput(t *testing.T) {
 	}
 	bin := buildLedgerd(t)
 	cl := startCluster(t, 3)
-	nc, err := nats.Connect(cl.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := connectJS(t, cl.url())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 
