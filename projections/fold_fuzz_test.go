@@ -133,6 +133,14 @@ func decodeFuzzOps(t *testing.T, data []byte) []fuzzOp {
 // last stream sequence applied.
 func fuzzFold(t *testing.T, states map[string]*projections.SKU, ops []fuzzOp) ([]projections.Alert, uint64) {
 	t.Helper()
+	return fuzzFoldFrom(t, nil, states, ops)
+}
+
+// fuzzFoldFrom is fuzzFold over states loaded from store (nil: none), which
+// hold no closed orders: as the projector does, an event naming an order the
+// state does not hold first recalls it from the store.
+func fuzzFoldFrom(t *testing.T, store projections.Store, states map[string]*projections.SKU, ops []fuzzOp) ([]projections.Alert, uint64) {
+	t.Helper()
 	var changes []projections.Alert
 	var last uint64
 	for i, op := range ops {
@@ -145,6 +153,15 @@ func fuzzFold(t *testing.T, states map[string]*projections.SKU, ops []fuzzOp) ([
 			changes = append(changes, s.Advance(op.now)...)
 		} else {
 			e := op.event
+			if store != nil && s.NeedsOrder(&e) {
+				known, err := store.KnownOrders(context.Background(), []projections.OrderKey{{Shop: e.Shop, SKU: e.SKU, OrderID: e.OrderID}})
+				if err != nil {
+					t.Fatalf("op %d: recall order %s: %v", i, e.OrderID, err)
+				}
+				for _, o := range known {
+					s.Recall(o)
+				}
+			}
 			c, err := s.Apply(op.seq, &e)
 			switch {
 			case errors.Is(err, projections.ErrRefused) && e.Type == ledger.Listing:
@@ -319,7 +336,7 @@ func FuzzFoldInParts(f *testing.F) {
 			}
 			reloaded[name] = s
 		}
-		restChanges, _ := fuzzFold(t, reloaded, ops[k:])
+		restChanges, _ := fuzzFoldFrom(t, store, reloaded, ops[k:])
 		partChanges = append(partChanges, restChanges...)
 
 		// Time passes to the far future on both; late orders must match too.

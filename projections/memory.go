@@ -64,59 +64,110 @@ func (m *MemoryStore) LoadSKU(_ context.Context, shop, sku string) (*SKU, error)
 	}
 	s := rec.state
 	s.Suppliers = maps.Clone(rec.state.Suppliers)
-	s.Orders = make(map[string]*Order, len(rec.orders))
+	s.Orders = make(map[string]*Order)
 	for id, o := range rec.orders {
-		s.Orders[id] = &o
+		if o.State == OrderOpen || o.Early {
+			s.Orders[id] = &o
+		}
 	}
 	s.Alerts = make(map[string]*Alert, len(rec.open))
 	for id := range rec.open {
 		a := m.alerts[id]
 		s.Alerts[alertKey(a.Kind, a.OrderID)] = &a
 	}
-	s.open = nil
+	s.open, s.retired = nil, nil
 	s.Restore()
 	return &s, nil
 }
 
-// Commit implements Store.
-func (m *MemoryStore) Commit(_ context.Context, b *Batch) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.checkpoints[b.Projector] != b.PrevSeq {
-		return ErrCheckpointMoved
-	}
-	if len(m.outbox)+len(b.Alerts) > outboxMax {
-		return ErrOutboxFull
-	}
-	for _, s := range b.SKUs {
-		k := SKUKey{s.Shop, s.SKU}
-		rec, ok := m.skus[k]
-		if !ok {
-			rec = &memSKU{orders: make(map[string]Order), open: make(map[string]struct{})}
-			m.skus[k] = rec
-		}
-		rec.state = *s
-		rec.state.Suppliers = maps.Clone(s.Suppliers)
-		rec.state.Orders, rec.state.Alerts, rec.state.open, rec.state.dirty = nil, nil, nil, nil
-		rec.view = s.View()
-		for _, o := range s.DirtyOrders() {
-			rec.orders[o.ID] = *o
-		}
-	}
-	for _, a := range b.Alerts {
-		m.alerts[a.ID] = a
-		if rec := m.skus[SKUKey{a.Shop, a.SKU}]; rec != nil {
-			if a.State == AlertOpen {
-				rec.open[a.ID] = struct{}{}
-			} else {
-				delete(rec.open, a.ID)
+// KnownOrders implements Store.
+func (m *MemoryStore) KnownOrders(_ context.Context, keys []OrderKey) (map[OrderKey]Order, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[OrderKey]Order)
+	for _, k := range keys {
+		if rec, ok := m.skus[SKUKey{k.Shop, k.SKU}]; ok {
+			if o, ok := rec.orders[k.OrderID]; ok {
+				out[k] = o
 			}
 		}
-		m.outboxNext++
-		m.outbox = append(m.outbox, OutboxAlert{ID: m.outboxNext, Alert: a, Checkpoint: b.LastSeq})
 	}
-	m.checkpoints[b.Projector] = b.LastSeq
-	return nil
+	return out, nil
+}
+
+// Commit implements Store.
+func (m *MemoryStore) Commit(ctx context.Context, b *Batch) error {
+	write, err := m.Prepare(b)
+	if err != nil {
+		return err
+	}
+	return write(ctx)
+}
+
+// memWrite is one SKU of a prepared batch: copies, so that the caller may
+// change the SKU while the write waits.
+type memWrite struct {
+	key    SKUKey
+	state  SKU
+	view   View
+	orders []Order
+}
+
+// Prepare implements Store.
+func (m *MemoryStore) Prepare(b *Batch) (CommitFunc, error) {
+	writes := make([]memWrite, len(b.SKUs))
+	for i, s := range b.SKUs {
+		w := &writes[i]
+		w.key = SKUKey{s.Shop, s.SKU}
+		w.state = *s
+		w.state.Suppliers = maps.Clone(s.Suppliers)
+		w.state.Orders, w.state.Alerts, w.state.open, w.state.dirty, w.state.retired = nil, nil, nil, nil, nil
+		if b.Views != nil {
+			w.view = b.Views[i]
+		} else {
+			w.view = s.View()
+		}
+		for _, o := range s.DirtyOrders() {
+			w.orders = append(w.orders, *o)
+		}
+	}
+	alerts := slices.Clone(b.Alerts)
+	projector, prev, last := b.Projector, b.PrevSeq, b.LastSeq
+	return func(context.Context) error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.checkpoints[projector] != prev {
+			return ErrCheckpointMoved
+		}
+		if len(m.outbox)+len(alerts) > outboxMax {
+			return ErrOutboxFull
+		}
+		for _, w := range writes {
+			rec, ok := m.skus[w.key]
+			if !ok {
+				rec = &memSKU{orders: make(map[string]Order), open: make(map[string]struct{})}
+				m.skus[w.key] = rec
+			}
+			rec.state, rec.view = w.state, w.view
+			for _, o := range w.orders {
+				rec.orders[o.ID] = o
+			}
+		}
+		for _, a := range alerts {
+			m.alerts[a.ID] = a
+			if rec := m.skus[SKUKey{a.Shop, a.SKU}]; rec != nil {
+				if a.State == AlertOpen {
+					rec.open[a.ID] = struct{}{}
+				} else {
+					delete(rec.open, a.ID)
+				}
+			}
+			m.outboxNext++
+			m.outbox = append(m.outbox, OutboxAlert{ID: m.outboxNext, Alert: a, Checkpoint: last})
+		}
+		m.checkpoints[projector] = last
+		return nil
+	}, nil
 }
 
 // DueSKUs implements Store.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -229,8 +230,16 @@ func (p *PostgresStore) Checkpoint(ctx context.Context, projector string) (uint6
 const (
 	sqlSKUState = `SELECT state FROM skus WHERE shop = $1 AND sku = $2`
 
-	sqlOrderColumns = `order_id, qty, unit_price_fen, sales_form, sold_at, due, seq, state, late, closed_at, early`
-	sqlSKUOrders    = `SELECT ` + sqlOrderColumns + ` FROM orders WHERE shop = $1 AND sku = $2`
+	sqlOrderColumns   = `order_id, qty, unit_price_fen, sales_form, sold_at, due, seq, state, late, closed_at, early`
+	sqlOrderColumnsOf = `o.order_id, o.qty, o.unit_price_fen, o.sales_form, o.sold_at, o.due, o.seq, o.state, o.late, o.closed_at, o.early`
+	// sqlSKUOrders reads the orders the fold keeps in memory (SKU.Orders):
+	// open and early ones. Closed ones are read on demand (KnownOrders).
+	sqlSKUOrders = `SELECT ` + sqlOrderColumns + ` FROM orders
+		WHERE shop = $1 AND sku = $2 AND (state = 'open' OR early)`
+	// sqlKnownOrders reads the orders named by three parallel arrays.
+	sqlKnownOrders = `SELECT o.shop, o.sku, ` + sqlOrderColumnsOf + ` FROM orders o
+		JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(shop, sku, order_id)
+		ON o.shop = k.shop AND o.sku = k.sku AND o.order_id = k.order_id`
 
 	sqlAlertColumns = `id, kind, shop, sku, order_id, state, raised_at, resolved_at, message, units_short, exposure_fen, seq, updated_seq, rev`
 	sqlSKUAlerts    = `SELECT ` + sqlAlertColumns + ` FROM alerts WHERE shop = $1 AND sku = $2 AND state = 'open'`
@@ -290,6 +299,43 @@ func (p *PostgresStore) LoadSKU(ctx context.Context, shop, sku string) (*SKU, er
 	return s, nil
 }
 
+// knownOrdersMax bounds the keys of one KnownOrders query; more are read in
+// several.
+const knownOrdersMax = 10_000
+
+// KnownOrders implements Store.
+func (p *PostgresStore) KnownOrders(ctx context.Context, keys []OrderKey) (map[OrderKey]Order, error) {
+	out := make(map[OrderKey]Order)
+	for part := range slices.Chunk(keys, knownOrdersMax) {
+		shops, skus, ids := make([]string, len(part)), make([]string, len(part)), make([]string, len(part))
+		for i, k := range part {
+			shops[i], skus[i], ids[i] = k.Shop, k.SKU, k.OrderID
+		}
+		rows, err := p.pool.Query(ctx, sqlKnownOrders, shops, skus, ids)
+		if err != nil {
+			return nil, fmt.Errorf("read %d orders: %w", len(part), err)
+		}
+		for rows.Next() {
+			var (
+				k                     OrderKey
+				o                     Order
+				soldAt, due, closedAt *time.Time
+			)
+			if err := rows.Scan(&k.Shop, &k.SKU, &o.ID, &o.Qty, &o.UnitPriceFen, &o.SalesForm, &soldAt, &due, &o.Seq, &o.State, &o.Late, &closedAt, &o.Early); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read %d orders: %w", len(part), err)
+			}
+			o.SoldAt, o.Due, o.ClosedAt = utcOrZero(soldAt), utcOrZero(due), utcOrZero(closedAt)
+			k.OrderID = o.ID
+			out[k] = o
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read %d orders: %w", len(part), err)
+		}
+	}
+	return out, nil
+}
+
 const (
 	// sqlCheckpointMove moves an existing checkpoint from $3 to $2.
 	sqlCheckpointMove = `UPDATE checkpoints SET seq = $2 WHERE projector = $1 AND seq = $3`
@@ -339,51 +385,65 @@ const (
 		sold_at = EXCLUDED.sold_at, due = EXCLUDED.due, seq = EXCLUDED.seq, state = EXCLUDED.state,
 		late = EXCLUDED.late, closed_at = EXCLUDED.closed_at, early = EXCLUDED.early`
 
-	sqlUpsertAlert = `INSERT INTO alerts (` + sqlAlertColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+	// sqlUpsertAlerts writes the latest change of each alert of a batch, and
+	// sqlInsertOutbox appends every change, in order, to the outbox: one
+	// statement each, as for SKUs and orders.
+	sqlUpsertAlerts = `INSERT INTO alerts (` + sqlAlertColumns + `)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+		$7::timestamptz[], $8::timestamptz[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
+		$13::bigint[], $14::integer[])
 		ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, shop = EXCLUDED.shop, sku = EXCLUDED.sku,
 		order_id = EXCLUDED.order_id, state = EXCLUDED.state, raised_at = EXCLUDED.raised_at,
 		resolved_at = EXCLUDED.resolved_at, message = EXCLUDED.message,
 		units_short = EXCLUDED.units_short, exposure_fen = EXCLUDED.exposure_fen, seq = EXCLUDED.seq,
 		updated_seq = EXCLUDED.updated_seq, rev = EXCLUDED.rev`
 
-	sqlInsertOutbox = `INSERT INTO alert_outbox (alert, checkpoint) VALUES ($1, $2)`
+	sqlInsertOutbox = `INSERT INTO alert_outbox (alert, checkpoint)
+		SELECT a::jsonb, $2 FROM unnest($1::text[]) WITH ORDINALITY AS t(a, n) ORDER BY n`
 	// outboxLockKey is the advisory lock that orders outbox writes.
 	outboxLockKey = int64(0x4c4544474f425800) // "LEDGOBX\0"
 )
 
-// Commit implements Store. The whole batch is one transaction and one
-// pipelined round trip (pgx.Batch) besides BEGIN and COMMIT. The checkpoint
-// row is written first, so two projectors committing on the same checkpoint
-// queue behind its row lock and the second finds it moved.
+// Commit implements Store.
+func (p *PostgresStore) Commit(ctx context.Context, b *Batch) error {
+	write, err := p.Prepare(b)
+	if err != nil {
+		return err
+	}
+	return write(ctx)
+}
+
+// Prepare implements Store. It encodes the batch column by column; the
+// write is one transaction and one pipelined round trip (pgx.Batch) besides
+// BEGIN and COMMIT, of at most six statements whatever the batch's size.
+// The checkpoint row is written first, so two projectors committing on the
+// same checkpoint queue behind its row lock and the second finds it moved.
 //
 // Unlike MemoryStore the outbox has no size bound: it lives on disk, and
 // PendingAlerts reads it in pages.
-func (p *PostgresStore) Commit(ctx context.Context, b *Batch) error {
-	batch := &pgx.Batch{}
-	if b.PrevSeq == 0 {
-		batch.Queue(sqlCheckpointStart, b.Projector, b.LastSeq)
-	} else {
-		batch.Queue(sqlCheckpointMove, b.Projector, b.LastSeq, b.PrevSeq)
-	}
-	if len(b.SKUs) > 0 {
-		var sk skuColumns
-		var oc orderColumns
-		for _, s := range b.SKUs {
-			state, err := json.Marshal(s)
-			if err != nil {
-				return fmt.Errorf("commit batch to seq %d: encode sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
-			}
-			if err := sk.add(s, string(state)); err != nil {
-				return fmt.Errorf("commit batch to seq %d: encode pace of sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
-			}
-			for _, o := range s.DirtyOrders() {
-				oc.add(s.Shop, s.SKU, o)
-			}
+func (p *PostgresStore) Prepare(b *Batch) (CommitFunc, error) {
+	var (
+		sk   skuColumns
+		oc   orderColumns
+		al   alertColumns
+		docs = make([]string, 0, len(b.Alerts))
+	)
+	for i, s := range b.SKUs {
+		state, err := json.Marshal(s)
+		if err != nil {
+			return nil, fmt.Errorf("commit batch to seq %d: encode sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
 		}
-		batch.Queue(sqlUpsertSKUs, sk.args()...)
-		if len(oc.id) > 0 {
-			batch.Queue(sqlUpsertOrders, oc.args()...)
+		var v View
+		if b.Views != nil {
+			v = b.Views[i]
+		} else {
+			v = s.View()
+		}
+		if err := sk.add(s, &v, string(state)); err != nil {
+			return nil, fmt.Errorf("commit batch to seq %d: encode pace of sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
+		}
+		for _, o := range s.DirtyOrders() {
+			oc.add(s.Shop, s.SKU, o)
 		}
 	}
 	// The alerts table keeps each alert's latest change; the outbox every one.
@@ -391,49 +451,69 @@ func (p *PostgresStore) Commit(ctx context.Context, b *Batch) error {
 	for i, a := range b.Alerts {
 		last[a.ID] = i
 	}
-	for i, a := range b.Alerts {
-		if last[a.ID] != i {
-			continue
+	for i := range b.Alerts {
+		a := &b.Alerts[i]
+		if last[a.ID] == i {
+			al.add(a)
 		}
-		batch.Queue(sqlUpsertAlert, a.ID, string(a.Kind), a.Shop, a.SKU, a.OrderID, string(a.State), a.RaisedAt,
-			a.ResolvedAt, a.Message, a.UnitsShort, a.ExposureFen, a.Seq, a.UpdatedSeq, a.Rev)
-	}
-	if len(b.Alerts) > 0 {
-		// Outbox ids must become visible in id order: the publisher deletes
-		// "every id up to the last one it read", so a lower id committed
-		// after a higher one would be deleted unpublished. Projectors of
-		// different partitions commit concurrently; this lock, held to the
-		// end of the transaction, orders their outbox writes.
-		batch.Queue(`SELECT pg_advisory_xact_lock($1)`, outboxLockKey)
-	}
-	for _, a := range b.Alerts {
 		doc, err := json.Marshal(a)
 		if err != nil {
-			return fmt.Errorf("commit batch to seq %d: encode alert %s: %w", b.LastSeq, a.ID, err)
+			return nil, fmt.Errorf("commit batch to seq %d: encode alert %s: %w", b.LastSeq, a.ID, err)
 		}
-		batch.Queue(sqlInsertOutbox, doc, b.LastSeq)
+		docs = append(docs, string(doc))
 	}
+	projector, prev, lastSeq := b.Projector, b.PrevSeq, b.LastSeq
+	return func(ctx context.Context) error {
+		batch := &pgx.Batch{}
+		if prev == 0 {
+			batch.Queue(sqlCheckpointStart, projector, lastSeq)
+		} else {
+			batch.Queue(sqlCheckpointMove, projector, lastSeq, prev)
+		}
+		if len(sk.shop) > 0 {
+			batch.Queue(sqlUpsertSKUs, sk.args()...)
+		}
+		if len(oc.id) > 0 {
+			batch.Queue(sqlUpsertOrders, oc.args()...)
+		}
+		if len(docs) > 0 {
+			batch.Queue(sqlUpsertAlerts, al.args()...)
+			// Outbox ids must become visible in id order: the publisher
+			// deletes "every id up to the last one it read", so a lower id
+			// committed after a higher one would be deleted unpublished.
+			// Projectors of different partitions commit concurrently; this
+			// lock, held to the end of the transaction, orders their outbox
+			// writes.
+			batch.Queue(`SELECT pg_advisory_xact_lock($1)`, outboxLockKey)
+			batch.Queue(sqlInsertOutbox, docs, lastSeq)
+		}
+		return p.runBatch(ctx, batch, projector, prev, lastSeq)
+	}, nil
+}
 
+// runBatch runs a prepared batch in one transaction; its first statement
+// moves the checkpoint and must change one row.
+func (p *PostgresStore) runBatch(ctx context.Context, batch *pgx.Batch, projector string, prev, lastSeq uint64) error {
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("commit batch to seq %d: begin: %w", b.LastSeq, err)
+		return fmt.Errorf("commit batch to seq %d: begin: %w", lastSeq, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit; on failure the transaction is void anyway
 	br := tx.SendBatch(ctx, batch)
 	tag, err := br.Exec()
 	if err != nil {
 		_ = br.Close()
-		return fmt.Errorf("commit batch to seq %d: write checkpoint: %w", b.LastSeq, err)
+		return fmt.Errorf("commit batch to seq %d: write checkpoint: %w", lastSeq, err)
 	}
 	if tag.RowsAffected() != 1 {
 		_ = br.Close()
-		return fmt.Errorf("commit batch to seq %d: checkpoint of %q is not %d: %w", b.LastSeq, b.Projector, b.PrevSeq, ErrCheckpointMoved)
+		return fmt.Errorf("commit batch to seq %d: checkpoint of %q is not %d: %w", lastSeq, projector, prev, ErrCheckpointMoved)
 	}
 	if err := br.Close(); err != nil {
-		return fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
+		return fmt.Errorf("commit batch to seq %d: %w", lastSeq, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
+		return fmt.Errorf("commit batch to seq %d: %w", lastSeq, err)
 	}
 	return nil
 }
@@ -449,8 +529,7 @@ type skuColumns struct {
 	lastSeq                                                              []uint64
 }
 
-func (c *skuColumns) add(s *SKU, state string) error {
-	v := s.View()
+func (c *skuColumns) add(s *SKU, v *View, state string) error {
 	pace, err := json.Marshal(v.ViewPace)
 	if err != nil {
 		return err
@@ -495,6 +574,30 @@ func (c *orderColumns) add(shop, sku string, o *Order) {
 
 func (c *orderColumns) args() []any {
 	return []any{c.shop, c.sku, c.id, c.qty, c.price, c.form, c.soldAt, c.due, c.seq, c.state, c.late, c.closedAt, c.early}
+}
+
+// alertColumns holds the alerts of a batch column by column, for
+// sqlUpsertAlerts.
+type alertColumns struct {
+	id, kind, shop, sku, orderID, state, message []string
+	raisedAt                                     []time.Time
+	resolvedAt                                   []*time.Time
+	unitsShort, exposure                         []int64
+	seq, updatedSeq                              []uint64
+	rev                                          []int
+}
+
+func (c *alertColumns) add(a *Alert) {
+	c.id, c.kind, c.shop, c.sku = append(c.id, a.ID), append(c.kind, string(a.Kind)), append(c.shop, a.Shop), append(c.sku, a.SKU)
+	c.orderID, c.state, c.message = append(c.orderID, a.OrderID), append(c.state, string(a.State)), append(c.message, a.Message)
+	c.raisedAt, c.resolvedAt = append(c.raisedAt, a.RaisedAt), append(c.resolvedAt, a.ResolvedAt)
+	c.unitsShort, c.exposure = append(c.unitsShort, a.UnitsShort), append(c.exposure, a.ExposureFen)
+	c.seq, c.updatedSeq, c.rev = append(c.seq, a.Seq), append(c.updatedSeq, a.UpdatedSeq), append(c.rev, a.Rev)
+}
+
+func (c *alertColumns) args() []any {
+	return []any{c.id, c.kind, c.shop, c.sku, c.orderID, c.state, c.raisedAt, c.resolvedAt, c.message,
+		c.unitsShort, c.exposure, c.seq, c.updatedSeq, c.rev}
 }
 
 // DueSKUs implements Store. As with MemoryStore, a limit of 0 returns nothing

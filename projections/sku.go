@@ -105,11 +105,18 @@ type SKU struct {
 	LastSeq   uint64    `json:"last_seq"`
 	UpdatedAt time.Time `json:"updated_at"`
 
-	// Orders holds every order the SKU has seen, closed ones too: a sale
-	// re-sent after the stream's duplicate window is still counted once.
+	// Orders holds the orders the fold needs in memory: the open ones, the
+	// early ones (a cancel or shipment whose sale is still to come), and the
+	// ones closed since the last Prune. Closed orders live in the store: the
+	// projector recalls one (Recall) before folding an event that names it,
+	// so that a sale re-sent after the stream's duplicate window is still
+	// counted once, and memory holds open orders only.
 	Orders map[string]*Order `json:"-"`
 	// open lists open orders oldest first (by stream sequence).
 	open []*Order
+	// retired lists orders closed since the last Prune: Prune forgets those
+	// a commit has written.
+	retired []string
 	// Alerts holds the SKU's open alerts by key (kind, and order for ship_late).
 	Alerts map[string]*Alert `json:"-"`
 
@@ -163,10 +170,13 @@ func (s *SKU) Restore() {
 		s.Alerts = make(map[string]*Alert)
 	}
 	s.dirty = make(map[string]struct{})
-	s.open = s.open[:0]
+	s.open, s.retired = s.open[:0], s.retired[:0]
 	for _, o := range s.Orders {
-		if o.State == OrderOpen && !o.Early {
+		switch {
+		case o.State == OrderOpen && !o.Early:
 			s.open = append(s.open, o)
+		case !o.Early:
+			s.retired = append(s.retired, o.ID) // closed: the store has it
 		}
 	}
 	slices.SortFunc(s.open, func(a, b *Order) int { return cmp.Compare(a.Seq, b.Seq) })
@@ -189,6 +199,53 @@ func (s *SKU) DirtyOrders() []*Order {
 
 // ClearDirty forgets which orders changed; call it after a store committed them.
 func (s *SKU) ClearDirty() { clear(s.dirty) }
+
+// NeedsOrder reports whether e names an order the SKU does not hold in
+// memory: one the store may know, closed. Before applying such an event the
+// caller recalls the order from the store (Store.KnownOrders, then Recall),
+// or the fold would take a re-sent sale of a closed order for a new one.
+func (s *SKU) NeedsOrder(e *ledger.Event) bool {
+	switch e.Type {
+	case ledger.Sale, ledger.Cancel, ledger.Shipment:
+		_, ok := s.Orders[e.OrderID]
+		return !ok
+	}
+	return false
+}
+
+// Recall puts back a closed order the store returned, so that the fold
+// recognizes it; the next Prune forgets it again. An order the SKU holds, or
+// one that is open or early (LoadSKU returns those; the store cannot hold a
+// newer one than memory), is left alone.
+func (s *SKU) Recall(o Order) {
+	if _, ok := s.Orders[o.ID]; ok || o.State == OrderOpen || o.Early {
+		return
+	}
+	s.Orders[o.ID] = &o
+	s.retired = append(s.retired, o.ID)
+}
+
+// Prune forgets the orders closed since the last Prune that are not dirty:
+// a commit has written them, and the store answers for them from now on.
+// The projector calls it once a batch is committed.
+func (s *SKU) Prune() {
+	keep := s.retired[:0]
+	for _, id := range s.retired {
+		o, ok := s.Orders[id]
+		if !ok {
+			continue
+		}
+		if _, dirty := s.dirty[id]; dirty {
+			keep = append(keep, id)
+			continue
+		}
+		if o.State != OrderOpen && !o.Early {
+			delete(s.Orders, id)
+		}
+	}
+	clear(s.retired[len(keep):])
+	s.retired = keep
+}
 
 // OpenOrders returns the open orders, oldest first. The slice is the SKU's
 // own: do not change it.
@@ -350,7 +407,9 @@ func (s *SKU) sale(seq uint64, e *ledger.Event, changes []Alert) []Alert {
 	case early && o.State == OrderCancelled:
 		// Sold and cancelled: the units went out of the listing and came back.
 		s.Listed += qty
+		s.retired = append(s.retired, o.ID)
 	case early && o.State == OrderShipped:
+		s.retired = append(s.retired, o.ID)
 		if form == ledger.Spot {
 			s.OnHand -= qty
 			s.OnHandSet = true
@@ -386,6 +445,7 @@ func (s *SKU) closeOrder(seq uint64, e *ledger.Event, to OrderState, changes []A
 	}
 	o.State, o.ClosedAt = to, e.At.UTC()
 	s.dirty[o.ID] = struct{}{}
+	s.retired = append(s.retired, o.ID)
 	// open is sorted by Seq (unique per sale): find o in O(log n), and take
 	// the oldest, the usual shipment, off the front without moving the rest.
 	i, found := slices.BinarySearchFunc(s.open, o.Seq, func(x *Order, seq uint64) int { return cmp.Compare(x.Seq, seq) })

@@ -24,8 +24,11 @@ type Batch struct {
 	// leaves. A sweep batch (time passing, no event) has LastSeq == PrevSeq.
 	PrevSeq, LastSeq uint64
 	// SKUs are the changed SKUs. Their dirty orders are written; the caller
-	// clears the dirty marks after Commit returns nil.
+	// clears the dirty marks once Prepare returned (or Commit returned nil).
 	SKUs []*SKU
+	// Views, when not nil, holds SKUs[i].View() at index i, worked out once
+	// by the caller; nil means the store works them out.
+	Views []View
 	// Alerts are the alert changes of the batch, oldest first. The store
 	// keeps each alert's latest state, and appends every change to its
 	// outbox for publishing.
@@ -37,6 +40,14 @@ type SKUKey struct {
 	Shop string `json:"shop"`
 	SKU  string `json:"sku"`
 }
+
+// OrderKey names one order of one SKU.
+type OrderKey struct {
+	Shop, SKU, OrderID string
+}
+
+// CommitFunc writes a prepared batch (see Store.Prepare).
+type CommitFunc func(ctx context.Context) error
 
 // OutboxAlert is an alert change committed but not yet known to be published.
 type OutboxAlert struct {
@@ -65,12 +76,23 @@ type Store interface {
 	// Checkpoint returns the last stream sequence the named projector
 	// committed, 0 when none.
 	Checkpoint(ctx context.Context, projector string) (uint64, error)
-	// LoadSKU returns the full state of a SKU (orders, open alerts) as last
-	// committed, or nil and no error when the SKU is unknown.
+	// LoadSKU returns the state of a SKU as last committed, with its open
+	// alerts and the orders the fold keeps in memory (open and early ones;
+	// see SKU.Orders), or nil and no error when the SKU is unknown.
 	LoadSKU(ctx context.Context, shop, sku string) (*SKU, error)
+	// KnownOrders returns, of the orders named by keys, those the store
+	// holds, whatever their state. Keys it does not hold are left out.
+	KnownOrders(ctx context.Context, keys []OrderKey) (map[OrderKey]Order, error)
 	// Commit writes a batch atomically: all of it or none of it. It
 	// returns ErrCheckpointMoved when the checkpoint is not b.PrevSeq.
 	Commit(ctx context.Context, b *Batch) error
+	// Prepare reads batch b (the SKUs' states and dirty orders, the views,
+	// the alerts) and returns its write: calling it commits b as Commit
+	// would, and it may be called again after a failure. Nothing of b is
+	// read after Prepare returns, so the caller may go on changing the
+	// same SKUs while the write runs: the projector folds one batch while
+	// the one before is being committed.
+	Prepare(b *Batch) (CommitFunc, error)
 	// DueSKUs returns up to limit SKUs whose stored NextDue is at or before
 	// now: candidates for the ship-promise sweep. NextDue is a lower bound,
 	// so a candidate may have nothing due; the sweep commits its advanced

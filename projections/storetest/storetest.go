@@ -364,7 +364,7 @@ func checkAlerts(t *testing.T, what string, got, want []projections.Alert) {
 // checkSameSKU compares a SKU loaded from the store with the state it was
 // committed from: scalars, view, every order, the open orders in order and
 // the open alerts by key.
-func checkSameSKU(t *testing.T, got, want *projections.SKU) {
+func checkSameSKU(t *testing.T, s projections.Store, got, want *projections.SKU) {
 	t.Helper()
 	name := want.Shop + "/" + want.SKU
 	if got == nil {
@@ -375,12 +375,38 @@ func checkSameSKU(t *testing.T, got, want *projections.SKU) {
 	}
 	checkView(t, "LoadSKU("+name+").View()", got.View(), want.View())
 
-	if g, w := slices.Sorted(maps.Keys(got.Orders)), slices.Sorted(maps.Keys(want.Orders)); !slices.Equal(g, w) {
-		t.Errorf("LoadSKU(%s) orders: got %v, want %v", name, g, w)
+	// LoadSKU gives the orders the fold keeps in memory (open and early);
+	// KnownOrders gives every order, closed ones too.
+	var live []string
+	var keys []projections.OrderKey
+	for id, o := range want.Orders {
+		if o.State == projections.OrderOpen || o.Early {
+			live = append(live, id)
+		}
+		keys = append(keys, projections.OrderKey{Shop: want.Shop, SKU: want.SKU, OrderID: id})
+	}
+	slices.Sort(live)
+	if g := slices.Sorted(maps.Keys(got.Orders)); !slices.Equal(g, live) {
+		t.Errorf("LoadSKU(%s) orders: got %v, want the open and early ones %v", name, g, live)
 	}
 	for id, w := range want.Orders {
 		if g, ok := got.Orders[id]; ok && !reflect.DeepEqual(normOrder(*g), normOrder(*w)) {
 			t.Errorf("LoadSKU(%s) order %s:\n got %+v\nwant %+v", name, id, normOrder(*g), normOrder(*w))
+		}
+	}
+	keys = append(keys, projections.OrderKey{Shop: want.Shop, SKU: want.SKU, OrderID: "never-sold"},
+		projections.OrderKey{Shop: want.Shop, SKU: want.SKU + "-other", OrderID: "o1"})
+	known, err := s.KnownOrders(t.Context(), keys)
+	if err != nil {
+		t.Fatalf("KnownOrders(%s): %v", name, err)
+	}
+	if len(known) != len(want.Orders) {
+		t.Errorf("KnownOrders(%s): %d orders, want %d (unknown keys left out)", name, len(known), len(want.Orders))
+	}
+	for id, w := range want.Orders {
+		g, ok := known[projections.OrderKey{Shop: want.Shop, SKU: want.SKU, OrderID: id}]
+		if !ok || !reflect.DeepEqual(normOrder(g), normOrder(*w)) {
+			t.Errorf("KnownOrders(%s) order %s:\n got %+v (found %v)\nwant %+v", name, id, normOrder(g), ok, normOrder(*w))
 		}
 	}
 	orderIDs := func(os []*projections.Order) []string {
@@ -601,7 +627,7 @@ func testLoadSKURoundTrip(t *testing.T, s projections.Store) {
 	for _, name := range []string{"spot", "pre"} {
 		want := f.sku("shop", name)
 		got := mustLoad(t, s, "shop", name)
-		checkSameSKU(t, got, want)
+		checkSameSKU(t, s, got, want)
 		checkView(t, "SKU(shop, "+name+")", mustView(t, s, "shop", name), want.View())
 		if t.Failed() {
 			return
@@ -614,6 +640,9 @@ func testLoadSKURoundTrip(t *testing.T, s projections.Store) {
 		sku  string
 		next func(s *projections.SKU, seq uint64) []projections.Alert
 	}{
+		// o1 shipped before the commit: the loaded state holds it no more,
+		// and recalls it from the store to count its re-sent sale once.
+		{"spot", recallThenApply(t, s, sale("shop", "spot", "o1", at(24*time.Hour+4*time.Minute), 4, 1000))},
 		{"spot", applyFn(restock("shop", "spot", at(24*time.Hour+5*time.Minute), 3))},
 		{"spot", func(s *projections.SKU, _ uint64) []projections.Alert { return s.Advance(at(48 * time.Hour)) }},
 		{"spot", applyFn(closeOrder(ledger.Shipment, "shop", "spot", "o2", at(48*time.Hour+time.Minute)))},
@@ -638,6 +667,23 @@ func applyFn(e ledger.Event) func(s *projections.SKU, seq uint64) []projections.
 			panic(fmt.Sprintf("storetest: apply %s: %v", e.Type, err)) // the suite's own events are valid
 		}
 		return changes
+	}
+}
+
+// recallThenApply is applyFn with the projector's recall first: when the
+// SKU does not hold the order e names, the store is asked for it.
+func recallThenApply(t *testing.T, st projections.Store, e ledger.Event) func(s *projections.SKU, seq uint64) []projections.Alert {
+	return func(s *projections.SKU, seq uint64) []projections.Alert {
+		if s.NeedsOrder(&e) {
+			known, err := st.KnownOrders(t.Context(), []projections.OrderKey{{Shop: e.Shop, SKU: e.SKU, OrderID: e.OrderID}})
+			if err != nil {
+				t.Fatalf("KnownOrders(%s): %v", e.OrderID, err)
+			}
+			for _, o := range known {
+				s.Recall(o)
+			}
+		}
+		return applyFn(e)(s, seq)
 	}
 }
 
@@ -816,7 +862,7 @@ func testAlertResolved(t *testing.T, s projections.Store) {
 		t.Errorf("open alerts after the resolve: got %d, want 0", len(got))
 	}
 	got := mustLoad(t, s, "shop", "a")
-	checkSameSKU(t, got, f.sku("shop", "a"))
+	checkSameSKU(t, s, got, f.sku("shop", "a"))
 	if len(got.Alerts) != 0 {
 		t.Errorf("LoadSKU after the resolve: %d open alerts, want 0", len(got.Alerts))
 	}
@@ -1074,6 +1120,6 @@ func testConcurrentReads(t *testing.T, s projections.Store) {
 
 	checkCheckpoint(t, s, "p", f.seq)
 	for _, sku := range skus {
-		checkSameSKU(t, mustLoad(t, s, "c", sku), f.sku("c", sku))
+		checkSameSKU(t, s, mustLoad(t, s, "c", sku), f.sku("c", sku))
 	}
 }
