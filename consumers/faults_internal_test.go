@@ -195,7 +195,7 @@ func TestRedeliveryOutOfAckWindow(t *testing.T) {
 	if err != nil || ckpt != applied {
 		t.Fatalf("checkpoint %d (%v), want %d", ckpt, err, applied)
 	}
-	p2.ckpt = ckpt
+	p2.ckpt, p2.folded = ckpt, ckpt
 	p2.applied.Store(ckpt)
 	// Only old messages: nothing changes.
 	var old []jetstream.Msg

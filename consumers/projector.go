@@ -103,15 +103,19 @@ type Projector struct {
 	lastErr error         // last failure of a batch, nil once one commits
 	failing atomic.Bool
 
-	cache       map[projections.SKUKey]*projections.SKU
-	ckpt        uint64
-	alertFloor  uint64
-	outboxKick  chan struct{}
-	deadCount   atomic.Uint64
-	appliedRuns atomic.Uint64
+	cache map[projections.SKUKey]*projections.SKU
+	// ckpt is the store's checkpoint (the last batch committed); folded the
+	// last sequence folded into the cache, ahead of ckpt while a write is in
+	// flight.
+	ckpt, folded uint64
+	inflight     *flight
+	alertFloor   uint64
+	outboxKick   chan struct{}
+	deadCount    atomic.Uint64
+	appliedRuns  atomic.Uint64
 
 	kvFloor   uint64
-	kvPending map[projections.SKUKey]struct{}
+	kvPending map[projections.SKUKey][]byte
 	// delivered is the consumer sequence of the last delivery seen in this
 	// consumer session (see checkDelivery).
 	delivered uint64
@@ -145,7 +149,7 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 		advance:    make(chan struct{}),
 		cache:      make(map[projections.SKUKey]*projections.SKU),
 		outboxKick: make(chan struct{}, 1),
-		kvPending:  make(map[projections.SKUKey]struct{}),
+		kvPending:  make(map[projections.SKUKey][]byte),
 	}
 }
 
@@ -206,7 +210,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
-	p.ckpt = ckpt
+	p.ckpt, p.folded = ckpt, ckpt
 	p.applied.Store(ckpt)
 	if p.o.SkipPublishedAlerts {
 		p.alertFloor = p.lastPublishedAlertCheckpoint(ctx)
@@ -279,16 +283,29 @@ func (p *Projector) consume(ctx context.Context) error {
 		}
 	}()
 
+	// A batch in flight when the session ends is waited for and landed:
+	// committed and acknowledged, or left unacknowledged, never half-applied.
+	defer func() {
+		if err := p.drain(context.WithoutCancel(ctx), nil); err != nil && ctx.Err() == nil {
+			p.log.Warn("last batch not committed", "err", err)
+		}
+	}()
 	sweep := time.NewTicker(p.o.SweepEvery)
 	defer sweep.Stop()
-	batch := make([]jetstream.Msg, 0, p.o.BatchMax)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-readErr:
 			return fmt.Errorf("read messages: %w", err)
+		case err := <-p.inflightDone():
+			if err := p.land(ctx, err, nil); err != nil {
+				return err
+			}
 		case <-sweep.C:
+			if err := p.drain(ctx, nil); err != nil {
+				return err
+			}
 			if err := p.sweep(ctx); err != nil {
 				return err
 			}
@@ -301,9 +318,11 @@ func (p *Projector) consume(ctx context.Context) error {
 					return errors.New("message iterator closed")
 				}
 			}
-			batch = append(batch[:0], m)
+			// A new slice per batch: the one in flight keeps its own.
+			batch := make([]jetstream.Msg, 1, p.o.BatchMax)
+			batch[0] = m
 			batch = p.fill(batch, msgs)
-			if err := p.applyBatch(ctx, batch); err != nil {
+			if err := p.process(ctx, batch); err != nil {
 				return err
 			}
 		}
@@ -397,30 +416,313 @@ type dead struct {
 	reason string
 }
 
-// applyBatch folds, commits and acknowledges one batch, retrying a failed
-// commit until it succeeds or ctx ends (then the batch stays unacknowledged).
+// applyBatch folds, commits and acknowledges one batch and waits for it:
+// process, then land. Tests drive the projector with it.
 func (p *Projector) applyBatch(ctx context.Context, batch []jetstream.Msg) error {
+	if err := p.process(ctx, batch); err != nil {
+		return err
+	}
+	return p.drain(ctx, nil)
+}
+
+// flight is a batch folded and prepared whose write runs in the background
+// while the next batch is folded.
+type flight struct {
+	batch   []jetstream.Msg
+	changed []*projections.SKU
+	views   [][]byte // JSON of changed[i]'s view, as committed
+	alerts  int
+	lastSeq uint64
+	stats   *BatchStats
+	began   time.Time
+	done    chan error // receives the write's outcome, once
+}
+
+// process folds a batch on top of what is folded (committed or in flight),
+// then waits for the batch in flight to land and starts this one's write.
+// A batch that fails before its write began (the store unreachable for a
+// load) is retried until it folds or ctx ends; after that, errors end the
+// consumer session, which restarts at the checkpoint.
+func (p *Projector) process(ctx context.Context, batch []jetstream.Msg) error {
 	wait := 100 * time.Millisecond
 	for {
-		err := p.tryBatch(ctx, batch)
+		err := p.foldBatch(ctx, batch)
 		if err == nil {
-			if p.failing.Load() {
-				p.log.Info("projector recovered", "checkpoint", p.ckpt)
-				p.setErr(nil)
-			}
 			return nil
 		}
 		var gap *gapError
-		if errors.As(err, &gap) {
+		if errors.As(err, &gap) || errors.Is(err, errReset) {
 			return err
 		}
 		p.setErr(err)
-		p.log.Warn("batch not committed; retrying", "err", err, "checkpoint", p.ckpt, "wait", wait)
+		p.log.Warn("batch not folded; retrying", "err", err, "checkpoint", p.ckpt, "wait", wait)
 		if !sleep(ctx, wait) {
 			return nil
 		}
 		wait = min(2*wait, retryWaitMax)
 	}
+}
+
+// errReset ends a consumer session whose in-memory state can no longer be
+// trusted (a write failed for good): Run restarts it at the store's
+// checkpoint with an empty cache.
+var errReset = errors.New("projector state reset to the store's checkpoint")
+
+// foldBatch does the work of process once. It changes nothing before every
+// SKU the batch names is loaded and every order it needs recalled, so that
+// a failure there leaves the state as it was.
+func (p *Projector) foldBatch(ctx context.Context, batch []jetstream.Msg) error {
+	type item struct {
+		m   jetstream.Msg
+		seq uint64
+		e   ledger.Event
+		s   *projections.SKU
+	}
+	var (
+		items   = make([]item, 0, len(batch))
+		deads   []dead
+		next    = p.folded + 1
+		lastSeq = p.folded
+		need    []projections.OrderKey
+		needed  = make(map[projections.OrderKey]*projections.SKU)
+	)
+	strict := p.o.FilterSubject == ledger.EventSubjectRoot+".>"
+	for _, m := range batch {
+		meta, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("message metadata: %w", err)
+		}
+		if !strict {
+			if err := p.checkDelivery(meta); err != nil {
+				return err
+			}
+		}
+		seq := meta.Sequence.Stream
+		if seq < next {
+			continue // applied before: a redelivery
+		}
+		if strict && seq != next {
+			return &gapError{want: next, got: seq}
+		}
+		next, lastSeq = seq+1, seq
+
+		e, reason := p.decodeOnce(m, meta)
+		if reason != "" {
+			deads = append(deads, dead{m, seq, reason})
+			continue
+		}
+		s, err := p.load(ctx, projections.SKUKey{Shop: e.Shop, SKU: e.SKU})
+		if err != nil {
+			return err
+		}
+		if s.NeedsOrder(&e) {
+			k := projections.OrderKey{Shop: e.Shop, SKU: e.SKU, OrderID: e.OrderID}
+			if needed[k] == nil {
+				needed[k] = s
+				need = append(need, k)
+			}
+		}
+		items = append(items, item{m, seq, e, s})
+	}
+	if lastSeq == p.folded {
+		// Only redeliveries: acknowledge them again, once what is in
+		// flight has landed (AckAll would acknowledge it too).
+		if err := p.drain(ctx, nil); err != nil {
+			return err
+		}
+		return p.ack(batch)
+	}
+	if len(need) > 0 {
+		// Orders the SKUs do not hold: new ones, or closed ones the store
+		// has. One query per batch.
+		known, err := p.store.KnownOrders(ctx, need)
+		if err != nil {
+			return fmt.Errorf("recall %d orders: %w", len(need), err)
+		}
+		for k, o := range known {
+			if s := needed[k]; s != nil {
+				s.Recall(o)
+			}
+		}
+	}
+
+	// From here on the cached states change: a failure resets them.
+	var (
+		changed []*projections.SKU
+		seen    = make(map[*projections.SKU]bool)
+		alerts  []projections.Alert
+		applied = make(map[ledger.Type]int)
+	)
+	for _, it := range items {
+		as, err := it.s.Apply(it.seq, &it.e)
+		if err != nil {
+			deads = append(deads, dead{it.m, it.seq, err.Error()})
+			continue
+		}
+		applied[it.e.Type]++
+		alerts = append(alerts, as...)
+		if !seen[it.s] {
+			seen[it.s] = true
+			changed = append(changed, it.s)
+		}
+	}
+	// A sale that arrives after its promise passed is late at once.
+	now := p.o.Now()
+	for _, s := range changed {
+		alerts = append(alerts, s.Advance(now)...)
+	}
+	p.folded = lastSeq
+	if err := p.deadLetter(ctx, deads); err != nil {
+		return p.reset(ctx, err)
+	}
+	// One write in flight at a time: land the one before.
+	if err := p.drain(ctx, changed); err != nil {
+		return err
+	}
+	return p.launch(ctx, &flight{batch: batch, changed: changed, alerts: len(alerts), lastSeq: lastSeq,
+		stats: &BatchStats{Messages: len(batch), Applied: applied}}, alerts)
+}
+
+// launch prepares f's batch (views worked out and encoded once), clears the
+// dirty marks it captured and starts its write. The write retries failures
+// other than a moved checkpoint until it succeeds or ctx ends; the result
+// goes to f.done, and the fold loop lands it (land).
+func (p *Projector) launch(ctx context.Context, f *flight, alerts []projections.Alert) error {
+	views := make([]projections.View, len(f.changed))
+	f.views = make([][]byte, len(f.changed))
+	for i, s := range f.changed {
+		views[i] = s.View()
+		data, err := json.Marshal(views[i])
+		if err != nil {
+			return p.reset(ctx, fmt.Errorf("encode view %s/%s: %w", s.Shop, s.SKU, err))
+		}
+		f.views[i] = data
+	}
+	write, err := p.store.Prepare(&projections.Batch{Projector: p.o.Name, PrevSeq: p.ckpt, LastSeq: f.lastSeq,
+		SKUs: f.changed, Views: views, Alerts: alerts})
+	if err != nil {
+		return p.reset(ctx, err)
+	}
+	for _, s := range f.changed {
+		s.ClearDirty()
+	}
+	f.done = make(chan error, 1)
+	f.began = time.Now()
+	p.inflight = f
+	first, last := p.ckpt+1, f.lastSeq
+	go func() {
+		wait := 100 * time.Millisecond
+		for {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+			err := write(cctx)
+			cancel()
+			if err == nil || errors.Is(err, projections.ErrCheckpointMoved) {
+				f.done <- err
+				return
+			}
+			err = fmt.Errorf("commit seq %d..%d: %w", first, last, err)
+			p.setErr(err)
+			p.log.Warn("batch not committed; retrying", "err", err, "wait", wait)
+			if !sleep(ctx, wait) {
+				f.done <- err
+				return
+			}
+			wait = min(2*wait, retryWaitMax)
+		}
+	}()
+	return nil
+}
+
+// inflightDone is the channel the write in flight reports on; nil (never
+// ready) when none is.
+func (p *Projector) inflightDone() <-chan error {
+	if p.inflight == nil {
+		return nil
+	}
+	return p.inflight.done
+}
+
+// drain waits for the write in flight, if any, and lands it. keep are the
+// SKUs of the batch folded next: the cache keeps them whatever its size.
+func (p *Projector) drain(ctx context.Context, keep []*projections.SKU) error {
+	if p.inflight == nil {
+		return nil
+	}
+	return p.land(ctx, <-p.inflight.done, keep)
+}
+
+// land finishes the write in flight with its outcome: on success the
+// checkpoint moves, waiters are told, views go out, closed orders leave
+// memory and the batch is acknowledged; on failure the state is reset.
+func (p *Projector) land(ctx context.Context, err error, keep []*projections.SKU) error {
+	f := p.inflight
+	p.inflight = nil
+	if err != nil {
+		return p.reset(ctx, err)
+	}
+	took := time.Since(f.began)
+	p.ckpt = f.lastSeq
+	if p.failing.Load() {
+		p.log.Info("projector recovered", "checkpoint", p.ckpt)
+		p.setErr(nil)
+	}
+	if f.stats != nil && p.o.Hooks.Committed != nil {
+		f.stats.CommitTook, f.stats.AppliedSeq = took, f.lastSeq
+		p.o.Hooks.Committed(*f.stats)
+	}
+	p.notify(f.lastSeq)
+	p.publishViews(f.changed, f.views)
+	p.writeViews(ctx, f.changed, f.views)
+	if f.alerts > 0 {
+		p.kickOutbox()
+	}
+	for _, s := range f.changed {
+		s.Prune()
+	}
+	p.trimCache(append(keep, f.changed...))
+	if len(f.batch) == 0 {
+		return nil // a sweep
+	}
+	return p.ack(f.batch)
+}
+
+// notify tells waiters that seq is committed.
+func (p *Projector) notify(seq uint64) {
+	p.applied.Store(seq)
+	p.mu.Lock()
+	close(p.advance)
+	p.advance = make(chan struct{})
+	p.mu.Unlock()
+	p.appliedRuns.Add(1)
+}
+
+// reset forgets every cached state and what was folded beyond the store's
+// checkpoint, after a failure that leaves memory ahead of the store. It
+// waits for a write in flight (its outcome decides the checkpoint), and
+// returns errReset wrapping cause: the consumer session ends and Run starts
+// another at the checkpoint.
+func (p *Projector) reset(ctx context.Context, cause error) error {
+	if f := p.inflight; f != nil {
+		p.inflight = nil
+		if err := <-f.done; err == nil {
+			p.ckpt = f.lastSeq
+			p.notify(f.lastSeq)
+			if len(f.batch) > 0 {
+				_ = p.ack(f.batch)
+			}
+		}
+	}
+	if ckpt, err := p.store.Checkpoint(ctx, p.o.Name); err == nil {
+		if ckpt != p.ckpt {
+			p.log.Warn("store checkpoint differs from the projector's; folding again from the store's", "store", ckpt, "projector", p.ckpt)
+		}
+		p.ckpt = ckpt
+		p.applied.Store(ckpt)
+	}
+	p.folded = p.ckpt
+	clear(p.cache)
+	p.setErr(cause)
+	return fmt.Errorf("%w: %w", errReset, cause)
 }
 
 type gapError struct {
@@ -450,78 +752,6 @@ func (p *Projector) checkDelivery(meta *jetstream.MsgMetadata) error {
 	}
 	p.delivered = dseq
 	return nil
-}
-
-func (p *Projector) tryBatch(ctx context.Context, batch []jetstream.Msg) error {
-	now := p.o.Now()
-	next := p.ckpt + 1
-	var (
-		deads   []dead
-		changed []*projections.SKU
-		seen    = make(map[projections.SKUKey]bool)
-		alerts  []projections.Alert
-		lastSeq = p.ckpt
-		applied = make(map[ledger.Type]int)
-	)
-	strict := p.o.FilterSubject == ledger.EventSubjectRoot+".>"
-	for _, m := range batch {
-		meta, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("message metadata: %w", err)
-		}
-		if !strict {
-			if err := p.checkDelivery(meta); err != nil {
-				return err
-			}
-		}
-		seq := meta.Sequence.Stream
-		if seq < next {
-			continue // applied before: a redelivery
-		}
-		if strict && seq != next {
-			return &gapError{want: next, got: seq}
-		}
-		next, lastSeq = seq+1, seq
-
-		e, reason := p.decodeOnce(m, meta)
-		if reason != "" {
-			deads = append(deads, dead{m, seq, reason})
-			continue
-		}
-		k := projections.SKUKey{Shop: e.Shop, SKU: e.SKU}
-		s, err := p.load(ctx, k)
-		if err != nil {
-			p.dropCache(changed)
-			return err
-		}
-		as, err := s.Apply(seq, &e)
-		if err != nil {
-			deads = append(deads, dead{m, seq, err.Error()})
-			continue
-		}
-		applied[e.Type]++
-		alerts = append(alerts, as...)
-		if !seen[k] {
-			seen[k] = true
-			changed = append(changed, s)
-		}
-	}
-	if lastSeq == p.ckpt {
-		// Only redeliveries: acknowledge them again.
-		return p.ack(batch)
-	}
-	// A sale that arrives after its promise passed is late at once.
-	for _, s := range changed {
-		alerts = append(alerts, s.Advance(now)...)
-	}
-	if err := p.deadLetter(ctx, deads); err != nil {
-		p.dropCache(changed)
-		return err
-	}
-	if err := p.commit(ctx, changed, alerts, lastSeq, &BatchStats{Messages: len(batch), Applied: applied}); err != nil {
-		return err
-	}
-	return p.ack(batch)
 }
 
 // decodedMsg is a delivered message with its metadata and its decoded event
@@ -622,43 +852,13 @@ func (p *Projector) dropCache(changed []*projections.SKU) {
 	}
 }
 
-// commit writes the batch, then tells waiters, publishes views and wakes the
-// alert publisher. On failure the changed states are dropped from the cache.
-//
-// stats, nil for a sweep, goes to the Committed hook before waiters are told,
-// so that a reader that waited for the sequence sees the figures.
-func (p *Projector) commit(ctx context.Context, changed []*projections.SKU, alerts []projections.Alert, lastSeq uint64, stats *BatchStats) error {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer cancel()
-	b := &projections.Batch{Projector: p.o.Name, PrevSeq: p.ckpt, LastSeq: lastSeq, SKUs: changed, Alerts: alerts}
-	began := time.Now()
-	err := p.store.Commit(cctx, b)
-	took := time.Since(began)
-	if err != nil {
-		p.dropCache(changed)
-		return fmt.Errorf("commit seq %d..%d: %w", p.ckpt+1, lastSeq, err)
+// commitSweep writes the changes of a ship-promise sweep (no event: the
+// checkpoint stays where it is) and waits for them to land.
+func (p *Projector) commitSweep(ctx context.Context, changed []*projections.SKU, alerts []projections.Alert) error {
+	if err := p.launch(ctx, &flight{changed: changed, alerts: len(alerts), lastSeq: p.ckpt}, alerts); err != nil {
+		return err
 	}
-	for _, s := range changed {
-		s.ClearDirty()
-	}
-	p.ckpt = lastSeq
-	if stats != nil && p.o.Hooks.Committed != nil {
-		stats.CommitTook, stats.AppliedSeq = took, lastSeq
-		p.o.Hooks.Committed(*stats)
-	}
-	p.applied.Store(lastSeq)
-	p.mu.Lock()
-	close(p.advance)
-	p.advance = make(chan struct{})
-	p.mu.Unlock()
-	p.appliedRuns.Add(1)
-	p.publishViews(changed)
-	p.writeViews(cctx, changed)
-	if len(alerts) > 0 {
-		p.kickOutbox()
-	}
-	p.trimCache(changed)
-	return nil
+	return p.drain(ctx, nil)
 }
 
 func (p *Projector) trimCache(keep []*projections.SKU) {
@@ -688,15 +888,12 @@ func (p *Projector) ack(batch []jetstream.Msg) error {
 	return nil
 }
 
-// publishViews sends each changed SKU's view on its view subject. Core NATS:
-// a dashboard that missed one reads the current view over HTTP.
-func (p *Projector) publishViews(changed []*projections.SKU) {
-	for _, s := range changed {
-		data, err := json.Marshal(s.View())
-		if err != nil {
-			continue
-		}
-		if err := p.nc.Publish(ledger.ViewSubject(s.Shop, s.SKU), data); err != nil {
+// publishViews sends each changed SKU's view (views[i], JSON) on its view
+// subject. Core NATS: a dashboard that missed one reads the current view
+// over HTTP.
+func (p *Projector) publishViews(changed []*projections.SKU, views [][]byte) {
+	for i, s := range changed {
+		if err := p.nc.Publish(ledger.ViewSubject(s.Shop, s.SKU), views[i]); err != nil {
 			p.log.Warn("publish view", "shop", s.Shop, "sku", s.SKU, "err", err)
 			return
 		}
@@ -759,9 +956,8 @@ func (p *Projector) sweep(ctx context.Context) error {
 	if len(changed) == 0 {
 		return nil
 	}
-	if err := p.commit(ctx, changed, alerts, p.ckpt, nil); err != nil {
-		p.setErr(fmt.Errorf("sweep: %w", err))
-		return nil
+	if err := p.commitSweep(ctx, changed, alerts); err != nil {
+		return fmt.Errorf("sweep: %w", err)
 	}
 	p.log.Info("ship promises passed", "skus", len(changed), "alerts", len(alerts))
 	return nil

@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -17,7 +16,7 @@ const (
 	// kvPendingMax bounds the SKUs whose view waits to be written to the
 	// view bucket while the projector catches up; past it they are written
 	// at once.
-	kvPendingMax = 100_000
+	kvPendingMax = 20_000
 	// kvWriteTimeout bounds the wait for the bucket's acks of one flush;
 	// keys not acknowledged stay pending and are written with the next one.
 	kvWriteTimeout = 10 * time.Second
@@ -35,15 +34,15 @@ func (p *Projector) viewFloor(ctx context.Context) uint64 {
 	return st.CachedInfo().State.LastSeq
 }
 
-// writeViews marks the changed SKUs' views for the bucket and, once the
-// projector has caught up, writes every marked view. Caller is the
-// projector's goroutine, after the store committed.
-func (p *Projector) writeViews(ctx context.Context, changed []*projections.SKU) {
+// writeViews keeps the changed SKUs' views (views[i], JSON, as committed)
+// for the bucket and, once the projector has caught up, writes every view
+// kept. Caller is the projector's goroutine, after the store committed.
+func (p *Projector) writeViews(ctx context.Context, changed []*projections.SKU, views [][]byte) {
 	if p.o.ViewBucket == "" {
 		return
 	}
-	for _, s := range changed {
-		p.kvPending[projections.SKUKey{Shop: s.Shop, SKU: s.SKU}] = struct{}{}
+	for i, s := range changed {
+		p.kvPending[projections.SKUKey{Shop: s.Shop, SKU: s.SKU}] = views[i]
 	}
 	if p.ckpt < p.kvFloor && len(p.kvPending) < kvPendingMax {
 		return
@@ -66,21 +65,7 @@ func (p *Projector) flushViews(ctx context.Context) error {
 	}
 	puts := make([]put, 0, len(p.kvPending))
 	var firstErr error
-	for k := range p.kvPending {
-		var v projections.View
-		if s, ok := p.cache[k]; ok {
-			v = s.View()
-		} else {
-			var err error
-			if v, err = p.store.SKU(ctx, k.Shop, k.SKU); err != nil {
-				firstErr = fmt.Errorf("read view %s/%s: %w", k.Shop, k.SKU, err)
-				continue
-			}
-		}
-		data, err := json.Marshal(v)
-		if err != nil {
-			return fmt.Errorf("encode view %s/%s: %w", k.Shop, k.SKU, err)
-		}
+	for k, data := range p.kvPending {
 		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: ledger.ViewKVSubject(k.Shop, k.SKU), Data: data})
 		if err != nil {
 			firstErr = fmt.Errorf("put view %s/%s: %w", k.Shop, k.SKU, err)

@@ -1,0 +1,263 @@
+package consumers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"stockledger/ledger"
+	"stockledger/projections"
+	"stockledger/projections/pgtest"
+)
+
+// openPostgres returns a Postgres store in a fresh schema, and a pool on the
+// same schema for the test's own SQL.
+func openPostgres(t *testing.T) (*projections.PostgresStore, *pgxpool.Pool) {
+	t.Helper()
+	url, schema := pgtest.Open(t)
+	st, err := projections.OpenPostgres(context.Background(), url, projections.PostgresOptions{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{schema}.Sanitize()
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return st, pool
+}
+
+// runUntil runs p until it has applied seq, then stops it.
+func runUntil(t *testing.T, p *Projector, seq uint64) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	err := p.WaitApplied(wctx, seq)
+	wcancel()
+	cancel()
+	if rerr := <-done; rerr != nil {
+		t.Fatalf("projector: %v", rerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// resend publishes events straight onto their subjects with message ids of
+// their own: what a feed re-sending orders after the stream's duplicate
+// window looks like to the projector.
+func resend(t *testing.T, js jetstream.JetStream, tag string, events ...ledger.Event) uint64 {
+	t.Helper()
+	var last uint64
+	for i, e := range events {
+		e.At = time.Now().UTC()
+		data, err := ledger.EncodeEvent(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: ledger.EventSubject(e.Shop, e.SKU), Data: data},
+			jetstream.WithMsgID(fmt.Sprintf("resend-%s-%d", tag, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ack.Sequence
+	}
+	return last
+}
+
+func orderEvent(typ ledger.Type, order string) ledger.Event {
+	e := ledger.Event{Type: typ, Shop: "s1", SKU: "a", OrderID: order}
+	if typ == ledger.Sale {
+		e.Qty, e.UnitPriceFen = ledger.Int64(1), 1000
+	}
+	return e
+}
+
+// TestClosedOrdersLeaveMemory: once committed, shipped and cancelled orders
+// leave the projector's memory, and a re-sent order is still counted once:
+// recalled from the store, whether the SKU stayed cached or was loaded again
+// by a new projector.
+func TestClosedOrdersLeaveMemory(t *testing.T) {
+	for _, name := range []string{"memory", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			nc, js := faultNATS(t)
+			var store projections.Store = projections.NewMemoryStore()
+			if name == "postgres" {
+				store, _ = openPostgres(t)
+			}
+			pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			events := []ledger.Event{{Type: ledger.Listing, Shop: "s1", SKU: "a", Title: "t", PriceFen: 1000,
+				Stock: ledger.Int64(100), SalesForm: ledger.Spot, ShipWithinHours: 24}}
+			for i := range 30 {
+				events = append(events, orderEvent(ledger.Sale, fmt.Sprintf("o-%d", i)))
+			}
+			for i := range 20 {
+				events = append(events, orderEvent(ledger.Shipment, fmt.Sprintf("o-%d", i)))
+			}
+			for i := 20; i < 25; i++ {
+				events = append(events, orderEvent(ledger.Cancel, fmt.Sprintf("o-%d", i)))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			acks, err := pub.Publish(ctx, events)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := acks[len(acks)-1].Seq
+			// While the SKU is cached: re-sent sales of a shipped and a
+			// cancelled order, a second shipment, a new sale.
+			last = max(last, resend(t, js, "a", orderEvent(ledger.Sale, "o-3"), orderEvent(ledger.Sale, "o-21"),
+				orderEvent(ledger.Shipment, "o-0"), orderEvent(ledger.Sale, "o-30")))
+
+			p1 := NewProjector(nc, js, store, Options{Log: quietLog(), BatchMax: 7})
+			runUntil(t, p1, last)
+			key := projections.SKUKey{Shop: "s1", SKU: "a"}
+			if got := len(p1.cache[key].Orders); got != 6 {
+				t.Errorf("orders held in memory after the commits: %d, want the 6 open ones", got)
+			}
+
+			// A new projector loads the SKU from the store: closed orders are
+			// not among what it loads, and are recalled when named.
+			last = resend(t, js, "b", orderEvent(ledger.Sale, "o-4"), orderEvent(ledger.Cancel, "o-1"),
+				orderEvent(ledger.Sale, "o-22"), orderEvent(ledger.Sale, "o-31"))
+			p2 := NewProjector(nc, js, store, Options{Log: quietLog(), BatchMax: 3})
+			runUntil(t, p2, last)
+			if got := len(p2.cache[key].Orders); got != 7 {
+				t.Errorf("orders held in memory by the second projector: %d, want the 7 open ones", got)
+			}
+			v, err := store.SKU(context.Background(), "s1", "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 32 orders sold once each: 20 shipped, 5 cancelled, 7 open.
+			if v.Committed != 7 || v.OpenOrders != 7 || v.OnHand != 80 || v.Listed != 100-32+5 {
+				t.Errorf("committed %d open %d on_hand %d listed %d; want 7, 7, 80, %d", v.Committed, v.OpenOrders, v.OnHand, v.Listed, 100-32+5)
+			}
+			checkStore(t, js, p2, store, nil)
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestStoreRewound: the Postgres read model goes back to an earlier state (a
+// restore, or commits lost with the server) while the projector runs. Its
+// next commit finds the checkpoint moved; it drops what it holds and folds
+// again from the store's checkpoint, and ends equal to a fresh fold.
+func TestStoreRewound(t *testing.T) {
+	nc, js := faultNATS(t)
+	store, pool := openPostgres(t)
+	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	p := NewProjector(nc, js, store, Options{Log: slog.New(slog.NewTextHandler(&logs, nil)), BatchMax: 10})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("projector: %v", err)
+		}
+	}()
+	part := func(from, to int, ship bool) uint64 {
+		t.Helper()
+		var events []ledger.Event
+		if from == 0 {
+			events = append(events, ledger.Event{Type: ledger.Listing, Shop: "s1", SKU: "a", Title: "t", PriceFen: 1000,
+				Stock: ledger.Int64(60), SalesForm: ledger.Spot, ShipWithinHours: 24})
+		}
+		for i := from; i < to; i++ {
+			events = append(events, orderEvent(ledger.Sale, fmt.Sprintf("o-%d", i)))
+			if ship && i%2 == 0 {
+				events = append(events, orderEvent(ledger.Shipment, fmt.Sprintf("o-%d", i)))
+			}
+		}
+		pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer pcancel()
+		acks, err := pub.Publish(pctx, events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := acks[len(acks)-1].Seq
+		wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer wcancel()
+		if err := p.WaitApplied(wctx, last); err != nil {
+			t.Fatal(err)
+		}
+		return last
+	}
+	tables := []string{"checkpoints", "skus", "orders", "alerts", "alert_outbox"}
+	part(0, 40, true)
+	for _, tb := range tables {
+		if _, err := pool.Exec(context.Background(), "CREATE TABLE snap_"+tb+" AS SELECT * FROM "+tb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	part(40, 70, true) // oversold past 60: alerts too
+	err = pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+		for _, tb := range tables {
+			if _, err := tx.Exec(context.Background(), "DELETE FROM "+tb); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(context.Background(), "INSERT INTO "+tb+" SELECT * FROM snap_"+tb); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("rewind the read model: %v", err)
+	}
+	part(70, 90, false)
+	checkStore(t, js, p, store, nil)
+	v, err := store.SKU(context.Background(), "s1", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Committed != 55 || v.OnHand != 25 {
+		t.Errorf("committed %d on_hand %d, want 55 and 25 (90 sold, 35 shipped)", v.Committed, v.OnHand)
+	}
+	if !strings.Contains(logs.String(), "folding again from the store's") {
+		t.Errorf("the projector did not say it went back to the store's checkpoint; its log:\n%s", logs.String())
+	}
+}
