@@ -27,7 +27,7 @@ func scanObject(data []byte) *FieldError {
 		return nil
 	}
 	s.i++
-	seen := make(map[string]string)
+	seen := make(map[string]string, 16)
 	for {
 		s.space()
 		if s.peek() == '}' {
@@ -37,8 +37,8 @@ func scanObject(data []byte) *FieldError {
 		if !ok {
 			return nil
 		}
-		var key string
-		if json.Unmarshal(raw, &key) != nil {
+		key, ok := plainKey(raw)
+		if !ok && json.Unmarshal(raw, &key) != nil {
 			return nil
 		}
 		if !utf8.Valid(raw) {
@@ -82,6 +82,19 @@ func scanObject(data []byte) *FieldError {
 	}
 }
 
+// plainKey returns the key a quoted JSON string holds when it is printable
+// ASCII without escapes, as every key of a well-formed event is: then it is
+// the bytes between the quotes. Other keys go through encoding/json.
+func plainKey(raw []byte) (string, bool) {
+	inner := raw[1 : len(raw)-1]
+	for _, c := range inner {
+		if c < 0x20 || c >= 0x80 || c == '\\' {
+			return "", false
+		}
+	}
+	return string(inner), true
+}
+
 // fieldLabel names a field in an error; an empty name shows as "".
 func fieldLabel(key string) string {
 	if key == "" {
@@ -94,6 +107,21 @@ func fieldLabel(key string) string {
 // so encoding/json) takes as equal: each rune to the smallest of its simple
 // case-folding orbit.
 func foldKey(k string) string {
+	ascii := true
+	for i := 0; i < len(k) && ascii; i++ {
+		ascii = k[i] < utf8.RuneSelf
+	}
+	if ascii {
+		// An ASCII letter's orbit is itself, its other case and at most
+		// one non-ASCII rune (K: the Kelvin sign, S: the long s), both
+		// above 'Z': the smallest is the upper case.
+		return strings.ToUpper(k)
+	}
+	return foldRunes(k)
+}
+
+// foldRunes is foldKey rune by rune, for any key.
+func foldRunes(k string) string {
 	var b strings.Builder
 	for _, r := range k {
 		low := r
