@@ -23,8 +23,14 @@ import (
 const (
 	// DefaultName names the durable consumer and the checkpoint.
 	DefaultName = "ledger-projector"
-	// DefaultBatchMax bounds the messages folded and committed together.
+	// DefaultBatchMax bounds the messages folded and committed together
+	// while the projector keeps up.
 	DefaultBatchMax = 1000
+	// catchUpFactor sizes the batches of a projector that is behind (a
+	// rebuild, a restart, a burst) when Options.CatchUpMax is 0: that many
+	// times BatchMax. A larger batch writes each SKU, and each order sold
+	// and shipped within it, once for many events.
+	catchUpFactor = 20
 	// DefaultCacheMax bounds the SKU states kept in memory between batches;
 	// past it, states not in the current batch are dropped and reloaded
 	// from the store when next needed.
@@ -58,8 +64,11 @@ type Options struct {
 	// without a gap.
 	FilterSubject string
 	BatchMax      int
-	CacheMax      int
-	SweepEvery    time.Duration
+	// CatchUpMax bounds a batch when the projector is at least BatchMax
+	// messages behind; 0 means 20 × BatchMax, below BatchMax it is BatchMax.
+	CatchUpMax int
+	CacheMax   int
+	SweepEvery time.Duration
 	// Now is the clock of the ship-promise sweep; nil means time.Now.
 	Now func() time.Time
 	// Log receives one line per notable event; nil means slog.Default().
@@ -132,6 +141,10 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 	if o.BatchMax <= 0 {
 		o.BatchMax = DefaultBatchMax
 	}
+	if o.CatchUpMax <= 0 {
+		o.CatchUpMax = catchUpFactor * o.BatchMax
+	}
+	o.CatchUpMax = max(o.CatchUpMax, o.BatchMax)
 	if o.CacheMax <= 0 {
 		o.CacheMax = DefaultCacheMax
 	}
@@ -259,8 +272,9 @@ func (p *Projector) consume(ctx context.Context) error {
 	}
 	defer it.Stop()
 	// msgs is bounded: when the fold falls behind, the reader blocks and the
-	// client stops pulling.
-	msgs := make(chan jetstream.Msg, p.o.BatchMax)
+	// client stops pulling. It holds a catch-up batch, so that the reader
+	// decodes the next one while the fold works on this one.
+	msgs := make(chan jetstream.Msg, p.o.CatchUpMax)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(msgs)
@@ -329,11 +343,13 @@ func (p *Projector) consume(ctx context.Context) error {
 	}
 }
 
-// fill adds to batch what msgs holds, up to BatchMax. While the stream holds
-// more for this consumer (the last message's NumPending), it waits up to
-// fillWaitMax for it rather than committing a short batch: behind, batches
-// are full and each commit's fixed cost is paid once per BatchMax events;
-// caught up, nothing is pending and nothing waits.
+// fill adds to batch what msgs holds, up to BatchMax, or up to CatchUpMax
+// when the projector is at least BatchMax messages behind (read and not
+// folded, or still in the stream). While the stream holds more for this consumer (the
+// last message's NumPending), it waits up to fillWaitMax for it rather
+// than committing a short batch: behind, batches are full and each
+// commit's fixed cost is paid once per batch; caught up, nothing is
+// pending and nothing waits.
 func (p *Projector) fill(batch []jetstream.Msg, msgs <-chan jetstream.Msg) []jetstream.Msg {
 	var timer *time.Timer
 	defer func() {
@@ -341,7 +357,13 @@ func (p *Projector) fill(batch []jetstream.Msg, msgs <-chan jetstream.Msg) []jet
 			timer.Stop()
 		}
 	}()
-	for len(batch) < p.o.BatchMax {
+	// Behind: what the reader holds decoded, plus what the stream held
+	// past the first message when it was delivered.
+	limit := p.o.BatchMax
+	if meta, err := batch[0].Metadata(); err == nil && uint64(len(msgs))+meta.NumPending >= uint64(p.o.BatchMax) {
+		limit = p.o.CatchUpMax
+	}
+	for len(batch) < limit {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
@@ -377,12 +399,14 @@ func (p *Projector) fill(batch []jetstream.Msg, msgs <-chan jetstream.Msg) []jet
 // that nothing waits out an ack timeout after a restart.
 func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
-		Durable:       p.o.Name,
-		Description:   "stock ledger projector",
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       ackWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 4 * p.o.BatchMax,
+		Durable:     p.o.Name,
+		Description: "stock ledger projector",
+		AckPolicy:   jetstream.AckAllPolicy,
+		AckWait:     ackWait,
+		MaxDeliver:  -1,
+		// Unacknowledged at most: a batch in flight, one folded, the
+		// reader's channel and the client's pull buffer.
+		MaxAckPending: 3*p.o.CatchUpMax + 2*p.o.BatchMax,
 		FilterSubject: p.o.FilterSubject,
 		ReplayPolicy:  jetstream.ReplayInstantPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
