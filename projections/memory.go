@@ -121,7 +121,8 @@ func (m *MemoryStore) Prepare(b *Batch) (CommitFunc, error) {
 		w.key = SKUKey{s.Shop, s.SKU}
 		w.state = *s
 		w.state.Suppliers = maps.Clone(s.Suppliers)
-		w.state.Orders, w.state.Alerts, w.state.open, w.state.dirty, w.state.retired = nil, nil, nil, nil, nil
+		w.state.Orders, w.state.Alerts, w.state.open, w.state.retired = nil, nil, nil, nil
+		w.state.dirty, w.state.fresh = nil, nil
 		if b.Views != nil {
 			w.view = b.Views[i]
 		} else {

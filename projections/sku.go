@@ -121,6 +121,9 @@ type SKU struct {
 	Alerts map[string]*Alert `json:"-"`
 
 	dirty map[string]struct{}
+	// fresh holds the orders created in memory since the last ClearDirty:
+	// no store has been given them yet.
+	fresh map[string]struct{}
 	// spotOpen and presaleOpen total the open orders of each sales form,
 	// so that the unserved orders of an oversold SKU are found by walking
 	// only the orders served (see unserved). Derived: Restore rebuilds them.
@@ -154,6 +157,7 @@ func NewSKU(shop, sku string) *SKU {
 		Orders:    make(map[string]*Order),
 		Alerts:    make(map[string]*Alert),
 		dirty:     make(map[string]struct{}),
+		fresh:     make(map[string]struct{}),
 	}
 }
 
@@ -169,7 +173,7 @@ func (s *SKU) Restore() {
 	if s.Alerts == nil {
 		s.Alerts = make(map[string]*Alert)
 	}
-	s.dirty = make(map[string]struct{})
+	s.dirty, s.fresh = make(map[string]struct{}), make(map[string]struct{})
 	s.open, s.retired = s.open[:0], s.retired[:0]
 	for _, o := range s.Orders {
 		switch {
@@ -197,8 +201,20 @@ func (s *SKU) DirtyOrders() []*Order {
 	return out
 }
 
-// ClearDirty forgets which orders changed; call it after a store committed them.
-func (s *SKU) ClearDirty() { clear(s.dirty) }
+// ClearDirty forgets which orders changed, and which are new; call it once
+// a store has them (Commit returned nil, or Prepare returned).
+func (s *SKU) ClearDirty() {
+	clear(s.dirty)
+	clear(s.fresh)
+}
+
+// Fresh reports whether the order was created in memory since the last
+// ClearDirty: a store has never been given it, and may insert it without
+// looking for an older copy.
+func (s *SKU) Fresh(id string) bool {
+	_, ok := s.fresh[id]
+	return ok
+}
 
 // NeedsOrder reports whether e names an order the SKU does not hold in
 // memory: one the store may know, closed. Before applying such an event the
@@ -390,6 +406,7 @@ func (s *SKU) sale(seq uint64, e *ledger.Event, changes []Alert) []Alert {
 	if !seen {
 		o = &Order{ID: e.OrderID, State: OrderOpen}
 		s.Orders[o.ID] = o
+		s.fresh[o.ID] = struct{}{}
 	}
 	o.Qty, o.UnitPriceFen, o.SalesForm, o.SoldAt, o.Due, o.Seq = qty, e.UnitPriceFen, form, e.At.UTC(), due.UTC(), seq
 	if due.IsZero() {
@@ -438,6 +455,7 @@ func (s *SKU) closeOrder(seq uint64, e *ledger.Event, to OrderState, changes []A
 		// the sale, when it arrives, is closed at once.
 		s.Orders[e.OrderID] = &Order{ID: e.OrderID, State: to, Early: true, Seq: seq, ClosedAt: e.At.UTC()}
 		s.dirty[e.OrderID] = struct{}{}
+		s.fresh[e.OrderID] = struct{}{}
 		return changes
 	}
 	if o.State != OrderOpen {
