@@ -23,7 +23,8 @@ type BatchStats struct {
 	Messages int
 	// Applied counts the events applied, by type.
 	Applied map[ledger.Type]int
-	// CommitTook is how long the store's commit took.
+	// CommitTook is how long the store's write of the batch took, retries
+	// included (the next batch was being folded meanwhile).
 	CommitTook time.Duration
 	// AppliedSeq is the checkpoint after the batch.
 	AppliedSeq uint64

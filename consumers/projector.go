@@ -458,8 +458,8 @@ type flight struct {
 	alerts  int
 	lastSeq uint64
 	stats   *BatchStats
-	began   time.Time
-	done    chan error // receives the write's outcome, once
+	took    time.Duration // the write's own time, retries included; set before done
+	done    chan error    // receives the write's outcome, once
 }
 
 // process folds a batch on top of what is folded (committed or in flight),
@@ -631,16 +631,17 @@ func (p *Projector) launch(ctx context.Context, f *flight, alerts []projections.
 		s.ClearDirty()
 	}
 	f.done = make(chan error, 1)
-	f.began = time.Now()
 	p.inflight = f
 	first, last := p.ckpt+1, f.lastSeq
 	go func() {
+		began := time.Now()
 		wait := 100 * time.Millisecond
 		for {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 			err := write(cctx)
 			cancel()
 			if err == nil || errors.Is(err, projections.ErrCheckpointMoved) {
+				f.took = time.Since(began)
 				f.done <- err
 				return
 			}
@@ -684,14 +685,13 @@ func (p *Projector) land(ctx context.Context, err error, keep []*projections.SKU
 	if err != nil {
 		return p.reset(ctx, err)
 	}
-	took := time.Since(f.began)
 	p.ckpt = f.lastSeq
 	if p.failing.Load() {
 		p.log.Info("projector recovered", "checkpoint", p.ckpt)
 		p.setErr(nil)
 	}
 	if f.stats != nil && p.o.Hooks.Committed != nil {
-		f.stats.CommitTook, f.stats.AppliedSeq = took, f.lastSeq
+		f.stats.CommitTook, f.stats.AppliedSeq = f.took, f.lastSeq
 		p.o.Hooks.Committed(*f.stats)
 	}
 	p.notify(f.lastSeq)

@@ -117,6 +117,10 @@ type SKU struct {
 	// retired lists orders closed since the last Prune: Prune forgets those
 	// a commit has written.
 	retired []string
+	// ordersHigh is the most orders Orders has held since it was last made
+	// anew: a Go map keeps the room of its largest size, so Prune makes a
+	// small one once a burst (a link drop, a catch-up batch) has passed.
+	ordersHigh int
 	// Alerts holds the SKU's open alerts by key (kind, and order for ship_late).
 	Alerts map[string]*Alert `json:"-"`
 
@@ -204,8 +208,22 @@ func (s *SKU) DirtyOrders() []*Order {
 // ClearDirty forgets which orders changed, and which are new; call it once
 // a store has them (Commit returned nil, or Prepare returned).
 func (s *SKU) ClearDirty() {
-	clear(s.dirty)
-	clear(s.fresh)
+	s.dirty = emptied(s.dirty)
+	s.fresh = emptied(s.fresh)
+}
+
+// smallMap is the size under which an emptied or pruned map is kept for
+// reuse rather than made anew.
+const smallMap = 256
+
+// emptied returns m empty: cleared when it is small, a new map when it is
+// large, so that a burst does not keep its room for good.
+func emptied(m map[string]struct{}) map[string]struct{} {
+	if len(m) <= smallMap {
+		clear(m)
+		return m
+	}
+	return make(map[string]struct{})
 }
 
 // Fresh reports whether the order was created in memory since the last
@@ -245,6 +263,7 @@ func (s *SKU) Recall(o Order) {
 // a commit has written them, and the store answers for them from now on.
 // The projector calls it once a batch is committed.
 func (s *SKU) Prune() {
+	s.ordersHigh = max(s.ordersHigh, len(s.Orders))
 	keep := s.retired[:0]
 	for _, id := range s.retired {
 		o, ok := s.Orders[id]
@@ -261,6 +280,15 @@ func (s *SKU) Prune() {
 	}
 	clear(s.retired[len(keep):])
 	s.retired = keep
+	if s.ordersHigh > smallMap && len(s.Orders) < s.ordersHigh/4 {
+		// Copied into a map sized for what it holds (maps.Clone would keep
+		// the old one's room).
+		orders := make(map[string]*Order, len(s.Orders))
+		for id, o := range s.Orders {
+			orders[id] = o
+		}
+		s.Orders, s.ordersHigh = orders, len(orders)
+	}
 }
 
 // OpenOrders returns the open orders, oldest first. The slice is the SKU's

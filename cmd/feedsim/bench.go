@@ -126,6 +126,7 @@ type benchConfig struct {
 	child       string
 	sz          sizes
 	cpuProfile  string
+	memProfile  string
 	// progress receives the progress line; nil prints none.
 	progress io.Writer
 }
@@ -157,6 +158,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string) er
 	fs.IntVar(&bc.sz.RawEvents, "raw-events", 0, "events of the raw publish phase (0: by -quick and mode)")
 	fs.IntVar(&bc.sz.HotrowClients, "hotrow-clients", 32, fmt.Sprintf("concurrent clients of the hot-row baseline, at most %d", hotrowClientsMax))
 	fs.StringVar(&bc.cpuProfile, "cpuprofile", "", "write a CPU profile of each mode's end-to-end and rebuild phases to FILE.<mode>")
+	fs.StringVar(&bc.memProfile, "memprofile", "", "at each RSS mark of the end-to-end phase, collect garbage and write the heap profile to FILE.<mode>.<events>")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -689,6 +691,7 @@ func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *ledger.Pub
 				rss := rssMB("VmRSS")
 				r.RSSMB[fmt.Sprint(mark)] = rss
 				bc.logf(r.Mode, "e2e: %d events applied, RSS %.0f MB", mark, rss)
+				writeHeapProfile(bc.memProfile, r.Mode, mark)
 				mark += rssMarkEvery
 			}
 		}
@@ -712,6 +715,7 @@ func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *ledger.Pub
 	r.E2EEvents = last.Load()
 	r.E2EEPS = float64(n) / elapsed.Seconds()
 	r.RSSMB[fmt.Sprintf("%d (end)", r.E2EEvents)] = rssMB("VmRSS")
+	writeHeapProfile(bc.memProfile, r.Mode, r.E2EEvents)
 	return nil
 }
 

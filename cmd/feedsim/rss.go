@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -55,4 +56,24 @@ func startProfile(file, mode string) func() {
 		return func() {}
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// writeHeapProfile collects garbage, then writes the heap profile (objects
+// live now, and where they were allocated) to FILE.<mode>.<events>, so that
+// the memory of the projector can be told from the embedded nats-server's in
+// one process: go tool pprof -sample_index=inuse_space -top FILE.
+func writeHeapProfile(file, mode string, events uint64) {
+	if file == "" {
+		return
+	}
+	runtime.GC()
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d", file, mode, events))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "feedsim: memprofile: %v\n", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "feedsim: memprofile: %v\n", err)
+	}
 }

@@ -41,7 +41,7 @@ func newMetrics() *metrics {
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ledger_events_applied_total",
 			Help: "Events folded and committed by the projector, by type."}, []string{"type"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ledger_projector_batch_messages",
-			Help: "Messages per projector batch.", Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}}),
+			Help: "Messages per projector batch.", Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000}}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ledger_projector_commit_seconds",
 			Help: "Latency of the store commit of one projector batch.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{Name: "ledger_dead_lettered_total",
