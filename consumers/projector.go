@@ -30,7 +30,7 @@ const (
 	// rebuild, a restart, a burst) when Options.CatchUpMax is 0: that many
 	// times BatchMax. A larger batch writes each SKU, and each order sold
 	// and shipped within it, once for many events.
-	catchUpFactor = 20
+	catchUpFactor = 10
 	// DefaultCacheMax bounds the SKU states kept in memory between batches;
 	// past it, states not in the current batch are dropped and reloaded
 	// from the store when next needed.
@@ -65,7 +65,7 @@ type Options struct {
 	FilterSubject string
 	BatchMax      int
 	// CatchUpMax bounds a batch when the projector is at least BatchMax
-	// messages behind; 0 means 20 × BatchMax, below BatchMax it is BatchMax.
+	// messages behind; 0 means 10 × BatchMax, below BatchMax it is BatchMax.
 	CatchUpMax int
 	CacheMax   int
 	SweepEvery time.Duration
