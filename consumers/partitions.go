@@ -499,6 +499,17 @@ func (g *Partitioned) DeadLettered() uint64 {
 	return n
 }
 
+// Held sums Projector.Held over the partitions this instance runs.
+func (g *Partitioned) Held() (skus, orders int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, rp := range g.running {
+		s, o := rp.p.Held()
+		skus, orders = skus+s, orders+o
+	}
+	return skus, orders
+}
+
 func listingState(ctx context.Context, store projections.Store, shop, sku string) (ledger.ListingState, error) {
 	v, err := store.SKU(ctx, shop, sku)
 	if errors.Is(err, projections.ErrNotFound) {

@@ -122,6 +122,10 @@ type Projector struct {
 	outboxKick   chan struct{}
 	deadCount    atomic.Uint64
 	appliedRuns  atomic.Uint64
+	// heldSKUs and heldOrders count the SKU states cached and the orders
+	// they hold, recounted at most every heldCountEvery (see Held).
+	heldSKUs, heldOrders atomic.Int64
+	heldCounted          time.Time
 
 	kvFloor   uint64
 	kvPending map[projections.SKUKey][]byte
@@ -164,6 +168,31 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 		outboxKick: make(chan struct{}, 1),
 		kvPending:  make(map[projections.SKUKey][]byte),
 	}
+}
+
+// heldCountEvery bounds how often land recounts what the cache holds.
+const heldCountEvery = time.Second
+
+// Held returns how many SKU states the projector holds in memory and how
+// many orders they hold (open and early ones, and those closed since their
+// batch was folded), as counted within the last second of work.
+func (p *Projector) Held() (skus, orders int64) {
+	return p.heldSKUs.Load(), p.heldOrders.Load()
+}
+
+// countHeld recounts what the cache holds, at most every heldCountEvery.
+// Caller is the fold loop.
+func (p *Projector) countHeld() {
+	if time.Since(p.heldCounted) < heldCountEvery {
+		return
+	}
+	p.heldCounted = time.Now()
+	var n int64
+	for _, s := range p.cache {
+		n += int64(len(s.Orders))
+	}
+	p.heldSKUs.Store(int64(len(p.cache)))
+	p.heldOrders.Store(n)
 }
 
 // Applied returns the last stream sequence committed to the store.
@@ -704,6 +733,7 @@ func (p *Projector) land(ctx context.Context, err error, keep []*projections.SKU
 		s.Prune()
 	}
 	p.trimCache(append(keep, f.changed...))
+	p.countHeld()
 	if len(f.batch) == 0 {
 		return nil // a sweep
 	}

@@ -101,8 +101,13 @@ type modeResult struct {
 	RebuildEPS       float64 `json:"rebuild_eps"`
 	RebuildEvents    uint64  `json:"rebuild_events"`
 	PeakRSSMB        float64 `json:"peak_rss_mb"`
-	// RSSMB maps events applied (e2e) to the process's RSS then.
-	RSSMB map[string]float64 `json:"rss_mb_at_events,omitempty"`
+	// RSSMB maps events applied (e2e) to the process's RSS then, and
+	// LiveHeapMB to its Go heap's live bytes as of the last collection.
+	RSSMB      map[string]float64 `json:"rss_mb_at_events,omitempty"`
+	LiveHeapMB map[string]float64 `json:"live_heap_mb_at_events,omitempty"`
+	// OrdersHeld maps events applied to the orders the projector held in
+	// memory then (consumers.Projector.Held).
+	OrdersHeld map[string]int64 `json:"orders_held_at_events,omitempty"`
 
 	E2EVsRaw      float64 `json:"e2e_vs_raw"`
 	E2EVsHotrow   float64 `json:"e2e_vs_hotrow"`
@@ -126,7 +131,7 @@ type benchConfig struct {
 	child       string
 	sz          sizes
 	cpuProfile  string
-	memProfile  string
+	dupWindow   time.Duration
 	// progress receives the progress line; nil prints none.
 	progress io.Writer
 }
@@ -158,7 +163,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string) er
 	fs.IntVar(&bc.sz.RawEvents, "raw-events", 0, "events of the raw publish phase (0: by -quick and mode)")
 	fs.IntVar(&bc.sz.HotrowClients, "hotrow-clients", 32, fmt.Sprintf("concurrent clients of the hot-row baseline, at most %d", hotrowClientsMax))
 	fs.StringVar(&bc.cpuProfile, "cpuprofile", "", "write a CPU profile of each mode's end-to-end and rebuild phases to FILE.<mode>")
-	fs.StringVar(&bc.memProfile, "memprofile", "", "at each RSS mark of the end-to-end phase, collect garbage and write the heap profile to FILE.<mode>.<events>")
+	fs.DurationVar(&bc.dupWindow, "dup-window", 0, "diagnostic: the event stream's duplicate window instead of the ledger's "+ledger.DuplicateWindow.String()+" (its message ids are held in memory)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -261,6 +266,8 @@ func printTable(w io.Writer, rep *benchReport, modes []string) {
 			m, r.Sizes.RawEvents, r.Sizes.RawSyncSeconds, r.Sizes.E2EEvents, r.E2EEvents, r.Sizes.HotrowSeconds, r.Sizes.HotrowClients, r.Sizes.AlertSeconds, r.AlertTargetEPS, r.RebuildEvents)
 		if len(r.RSSMB) > 0 {
 			fmt.Fprintf(w, "%s rss_mb_at_events: %v\n", m, r.RSSMB)
+			fmt.Fprintf(w, "%s live_heap_mb_at_events: %v\n", m, r.LiveHeapMB)
+			fmt.Fprintf(w, "%s orders_held_at_events: %v\n", m, r.OrdersHeld)
 		}
 	}
 }
@@ -351,6 +358,15 @@ func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 	}
 	if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{}); err != nil {
 		return nil, err
+	}
+	if bc.dupWindow > 0 {
+		// Diagnostic: nats-server keeps every Nats-Msg-Id of the window in
+		// memory; a short window shows what the rest of the process holds.
+		cfg := ledger.EventStreamConfig(ledger.StreamOptions{})
+		cfg.Duplicates = bc.dupWindow
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("set the duplicate window to %s: %w", bc.dupWindow, err)
+		}
 	}
 	// The projector writes every changed view to the bucket, as in ledgerd.
 	if _, err := ledger.EnsureViewBucket(ctx, js, ledger.StreamOptions{}); err != nil {
@@ -673,7 +689,7 @@ func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *ledger.Pub
 			last.Store(a.Seq)
 		}
 	}
-	r.RSSMB = map[string]float64{}
+	r.RSSMB, r.LiveHeapMB, r.OrdersHeld = map[string]float64{}, map[string]float64{}, map[string]int64{}
 	stopMarks := make(chan struct{})
 	marksDone := make(chan struct{})
 	go func() {
@@ -688,10 +704,10 @@ func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *ledger.Pub
 			case <-t.C:
 			}
 			if proj.Applied() >= mark {
-				rss := rssMB("VmRSS")
-				r.RSSMB[fmt.Sprint(mark)] = rss
-				bc.logf(r.Mode, "e2e: %d events applied, RSS %.0f MB", mark, rss)
-				writeHeapProfile(bc.memProfile, r.Mode, mark)
+				rss, live := rssMB("VmRSS"), liveHeapMB()
+				_, held := proj.Held()
+				r.RSSMB[fmt.Sprint(mark)], r.LiveHeapMB[fmt.Sprint(mark)], r.OrdersHeld[fmt.Sprint(mark)] = rss, live, held
+				bc.logf(r.Mode, "e2e: %d events applied, RSS %.0f MB, live heap %.0f MB, orders held by the projector %d", mark, rss, live, held)
 				mark += rssMarkEvery
 			}
 		}
@@ -715,7 +731,7 @@ func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *ledger.Pub
 	r.E2EEvents = last.Load()
 	r.E2EEPS = float64(n) / elapsed.Seconds()
 	r.RSSMB[fmt.Sprintf("%d (end)", r.E2EEvents)] = rssMB("VmRSS")
-	writeHeapProfile(bc.memProfile, r.Mode, r.E2EEvents)
+	r.LiveHeapMB[fmt.Sprintf("%d (end)", r.E2EEvents)] = liveHeapMB()
 	return nil
 }
 

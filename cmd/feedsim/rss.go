@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -58,22 +58,15 @@ func startProfile(file, mode string) func() {
 	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
-// writeHeapProfile collects garbage, then writes the heap profile (objects
-// live now, and where they were allocated) to FILE.<mode>.<events>, so that
-// the memory of the projector can be told from the embedded nats-server's in
-// one process: go tool pprof -sample_index=inuse_space -top FILE.
-func writeHeapProfile(file, mode string, events uint64) {
-	if file == "" {
-		return
+// liveHeapMB returns the Go heap's live bytes as of the last collection
+// (runtime/metrics /gc/heap/live:bytes), in MB: unlike RSS it does not count
+// garbage waiting for the next collection or memory not yet returned to the
+// system, so it shows whether what the process keeps grows.
+func liveHeapMB() float64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
 	}
-	runtime.GC()
-	f, err := os.Create(fmt.Sprintf("%s.%s.%d", file, mode, events))
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "feedsim: memprofile: %v\n", err)
-		return
-	}
-	defer f.Close()
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
-		fmt.Fprintf(os.Stderr, "feedsim: memprofile: %v\n", err)
-	}
+	return float64(s[0].Value.Uint64()) / (1 << 20)
 }

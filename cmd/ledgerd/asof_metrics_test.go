@@ -110,7 +110,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", metric, got, want)
 		}
 	}
-	for _, name := range []string{"ledger_projector_batch_messages_count", "ledger_projector_commit_seconds_count"} {
+	for _, name := range []string{"ledger_projector_batch_messages_count", "ledger_projector_commit_seconds_count", "ledger_projector_skus_held", "ledger_projector_orders_held"} {
 		if !strings.Contains(text, name) {
 			t.Errorf("metric %s missing", name)
 		}

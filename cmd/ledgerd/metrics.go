@@ -79,6 +79,8 @@ func (m *metrics) registerState(js jetstream.JetStream, p projection, store proj
 	m.reg.MustRegister(&stateCollector{js: js, projector: p, store: store, log: log,
 		lag:        prometheus.NewDesc("ledger_projector_lag_events", "Event stream last sequence minus the sequence the projector applied.", nil, nil),
 		appliedSeq: prometheus.NewDesc("ledger_projector_applied_seq", "Last event stream sequence the projector committed.", nil, nil),
+		heldSKUs:   prometheus.NewDesc("ledger_projector_skus_held", "SKU states the projector holds in memory.", nil, nil),
+		heldOrders: prometheus.NewDesc("ledger_projector_orders_held", "Orders the projector's SKU states hold in memory (open and early ones; closed ones live in the store).", nil, nil),
 		open:       prometheus.NewDesc("ledger_alerts_open", "Open alerts of all shops by kind.", []string{"kind"}, nil),
 		exposure:   prometheus.NewDesc("ledger_alerts_open_exposure_fen", "Money at risk (fen) of the open alerts of all shops by kind.", []string{"kind"}, nil),
 	})
@@ -90,11 +92,14 @@ type stateCollector struct {
 	store                           projections.Store
 	log                             *slog.Logger
 	lag, appliedSeq, open, exposure *prometheus.Desc
+	heldSKUs, heldOrders            *prometheus.Desc
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lag
 	ch <- c.appliedSeq
+	ch <- c.heldSKUs
+	ch <- c.heldOrders
 	ch <- c.open
 	ch <- c.exposure
 }
@@ -104,6 +109,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	applied := c.projector.Applied()
 	ch <- prometheus.MustNewConstMetric(c.appliedSeq, prometheus.GaugeValue, float64(applied))
+	skus, orders := c.projector.Held()
+	ch <- prometheus.MustNewConstMetric(c.heldSKUs, prometheus.GaugeValue, float64(skus))
+	ch <- prometheus.MustNewConstMetric(c.heldOrders, prometheus.GaugeValue, float64(orders))
 	if st, err := c.js.Stream(ctx, ledger.EventStream); err == nil {
 		last := st.CachedInfo().State.LastSeq
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(last-min(last, applied)))

@@ -25,6 +25,7 @@ type projection interface {
 	WaitApplied(ctx context.Context, seq uint64) error
 	Err() error
 	DeadLettered() uint64
+	Held() (skus, orders int64)
 }
 
 // Bounds of the cluster settings.
