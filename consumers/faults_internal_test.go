@@ -15,6 +15,7 @@ import (
 
 	"stockledger/consumers/consumertest"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -26,7 +27,7 @@ func faultNATS(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 
 // backgroundFeed publishes sales of shop-bg with the order-feed publisher
 // until the returned stop is called; stop returns the acknowledged ids.
-func backgroundFeed(t *testing.T, pub *ledger.Publisher) (stop func() map[string]bool) {
+func backgroundFeed(t *testing.T, pub *transport.Publisher) (stop func() map[string]bool) {
 	t.Helper()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -119,7 +120,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func TestRedeliveryOutOfAckWindow(t *testing.T) {
 	nc, js := faultNATS(t)
 	store := projections.NewMemoryStore()
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestRedeliveryOutOfAckWindow(t *testing.T) {
 	cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer ccancel()
 	last := acks[len(acks)-1].Seq
-	cons, err := js.CreateConsumer(cctx, ledger.EventStream, jetstream.ConsumerConfig{Durable: "redeliver", AckPolicy: jetstream.AckExplicitPolicy,
+	cons, err := js.CreateConsumer(cctx, transport.EventStream, jetstream.ConsumerConfig{Durable: "redeliver", AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: 300 * time.Millisecond, MaxAckPending: 100_000, DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +251,7 @@ func countRedelivered(batch []jetstream.Msg) int {
 // deadline: the publisher sends them and gives up waiting for the acks, as
 // a feed does whose ack timed out; the publish itself lands. It waits until
 // the stream holds them and returns the stream's last sequence.
-func publishTimedOut(t *testing.T, js jetstream.JetStream, pub *ledger.Publisher, events []ledger.Event) (timedOut bool) {
+func publishTimedOut(t *testing.T, js jetstream.JetStream, pub *transport.Publisher, events []ledger.Event) (timedOut bool) {
 	t.Helper()
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
@@ -268,7 +269,7 @@ func publishTimedOut(t *testing.T, js jetstream.JetStream, pub *ledger.Publisher
 
 func streamLast(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
-	st, err := js.Stream(context.Background(), ledger.EventStream)
+	st, err := js.Stream(context.Background(), transport.EventStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +285,7 @@ func TestRetryAfterTimeoutThatLanded(t *testing.T) {
 	const window = time.Second
 	nc, js := faultNATS(t)
 	ctx := context.Background()
-	cfg := ledger.EventStreamConfig(ledger.StreamOptions{EventMaxBytes: 256 << 20})
+	cfg := transport.EventStreamConfig(transport.StreamOptions{EventMaxBytes: 256 << 20})
 	cfg.Duplicates = window
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
@@ -300,13 +301,13 @@ func TestRetryAfterTimeoutThatLanded(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stopFeed := backgroundFeed(t, pub)
 	acked := map[string]bool{}
-	publishOK := func(events []ledger.Event) []ledger.Ack {
+	publishOK := func(events []ledger.Event) []transport.Ack {
 		acks, err := pub.Publish(ctx, events)
 		if err != nil {
 			t.Fatal(err)

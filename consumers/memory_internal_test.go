@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 	"stockledger/projections/pgtest"
 )
@@ -73,7 +74,7 @@ func resend(t *testing.T, js jetstream.JetStream, tag string, events ...ledger.E
 		if err != nil {
 			t.Fatal(err)
 		}
-		ack, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: ledger.EventSubject(e.Shop, e.SKU), Data: data},
+		ack, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: transport.EventSubject(e.Shop, e.SKU), Data: data},
 			jetstream.WithMsgID(fmt.Sprintf("resend-%s-%d", tag, i)))
 		if err != nil {
 			t.Fatal(err)
@@ -103,7 +104,7 @@ func TestClosedOrdersLeaveMemory(t *testing.T) {
 			if name == "postgres" {
 				store, _ = openPostgres(t)
 			}
-			pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+			pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -184,7 +185,7 @@ func (b *syncBuffer) String() string {
 func TestStoreRewound(t *testing.T) {
 	nc, js := faultNATS(t)
 	store, pool := openPostgres(t)
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -35,7 +35,7 @@ const (
 	// leaseOpTimeout bounds one KV operation of the lease loop.
 	leaseOpTimeout = 2 * time.Second
 	// leaseKeysMax bounds the keys read from the lease bucket per round.
-	leaseKeysMax = 4 * ledger.PartitionsMax
+	leaseKeysMax = 4 * transport.PartitionsMax
 	// progressEvery is how often the shared checkpoints are read for
 	// WaitApplied and Applied.
 	progressEvery = 100 * time.Millisecond
@@ -44,7 +44,7 @@ const (
 // PartitionOptions configure a Partitioned group member.
 type PartitionOptions struct {
 	// Partitions is the event stream's partition count, 2 to
-	// ledger.PartitionsMax.
+	// transport.PartitionsMax.
 	Partitions int
 	// Instance names this member, unique among the instances sharing the
 	// store (a host name, say).
@@ -103,8 +103,8 @@ type runningPartition struct {
 
 // NewPartitioned returns a group member; Run starts it.
 func NewPartitioned(nc *nats.Conn, js jetstream.JetStream, store projections.Store, o PartitionOptions) (*Partitioned, error) {
-	if o.Partitions < 2 || o.Partitions > ledger.PartitionsMax {
-		return nil, fmt.Errorf("partitions %d: must be from 2 to %d", o.Partitions, ledger.PartitionsMax)
+	if o.Partitions < 2 || o.Partitions > transport.PartitionsMax {
+		return nil, fmt.Errorf("partitions %d: must be from 2 to %d", o.Partitions, transport.PartitionsMax)
 	}
 	if o.Instance == "" {
 		return nil, errors.New("instance: must not be empty")
@@ -283,7 +283,7 @@ func (g *Partitioned) members(ctx context.Context, kv jetstream.KeyValue) int {
 func (g *Partitioned) begin(ctx context.Context, p int, rev uint64) {
 	o := g.o.Projector
 	o.Name = PartitionName(g.o.Projector.Name, p)
-	o.FilterSubject = ledger.PartitionFilter(p)
+	o.FilterSubject = transport.PartitionFilter(p)
 	o.Partitions, o.Partition = g.o.Partitions, p
 	o.Log = g.log.With("partition", p)
 	proj := NewProjector(g.nc, g.js, g.store, o)
@@ -377,7 +377,7 @@ func (g *Partitioned) trackProgress(ctx context.Context) {
 func (g *Partitioned) readProgress(ctx context.Context) {
 	c, cancel := context.WithTimeout(ctx, leaseOpTimeout)
 	defer cancel()
-	st, err := g.js.Stream(c, ledger.EventStream)
+	st, err := g.js.Stream(c, transport.EventStream)
 	if err != nil {
 		return
 	}
@@ -389,7 +389,7 @@ func (g *Partitioned) readProgress(ctx context.Context) {
 		if ckpts[p], err = g.store.Checkpoint(c, PartitionName(g.o.Projector.Name, p)); err != nil {
 			return
 		}
-		if lasts[p], err = g.lastSeqFromLeader(c, ledger.PartitionFilter(p)); err != nil {
+		if lasts[p], err = transport.LastSeqFromLeader(c, g.nc, transport.EventStream, transport.PartitionFilter(p)); err != nil {
 			return
 		}
 	}
@@ -456,10 +456,10 @@ func (g *Partitioned) wait(ctx context.Context, seq uint64, in func(p int) bool)
 	}
 }
 
-// ListingState implements ledger.Catalog from the shared store, once the
+// ListingState implements transport.Catalog from the shared store, once the
 // shop's partition has applied minSeq (the SKU's last stream sequence).
 func (g *Partitioned) ListingState(ctx context.Context, shop, sku string, minSeq uint64) (ledger.ListingState, error) {
-	part := ledger.Partition(shop, g.o.Partitions)
+	part := transport.Partition(shop, g.o.Partitions)
 	if err := g.wait(ctx, minSeq, func(p int) bool { return p == part }); err != nil {
 		return ledger.ListingState{}, err
 	}
@@ -522,37 +522,4 @@ func listingState(ctx context.Context, store projections.Store, shop, sku string
 		Known: v.Status != projections.StatusUnlisted, Listed: v.Status == projections.StatusListed,
 		SalesForm: ledger.SalesForm(v.SalesForm), ShipWithinHours: v.ShipWithinHours, ShipWithinDays: v.ShipWithinDays,
 	}, nil
-}
-
-// lastSeqFromLeader returns the stream sequence of the last event on subject
-// (wildcards allowed), 0 when there is none. It asks the stream leader: the
-// stream allows direct gets, which any replica answers, and a replica that
-// lags would report an old last sequence and end a WaitApplied too early.
-func (g *Partitioned) lastSeqFromLeader(ctx context.Context, subject string) (uint64, error) {
-	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
-	if err != nil {
-		return 0, err
-	}
-	m, err := g.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+ledger.EventStream, req)
-	if err != nil {
-		return 0, fmt.Errorf("last message of %s: %w", subject, err)
-	}
-	var resp struct {
-		Message *struct {
-			Seq uint64 `json:"seq"`
-		} `json:"message"`
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return 0, fmt.Errorf("last message of %s: %w", subject, err)
-	}
-	switch {
-	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return 0, nil
-	case resp.Error != nil:
-		return 0, fmt.Errorf("last message of %s: %w", subject, resp.Error)
-	case resp.Message == nil:
-		return 0, fmt.Errorf("last message of %s: empty answer", subject)
-	}
-	return resp.Message.Seq, nil
 }

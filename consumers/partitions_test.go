@@ -9,6 +9,7 @@ import (
 
 	"stockledger/consumers"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 )
 
 // TestPartitionedTakeover runs two group members over a 3-partition stream
@@ -21,10 +22,10 @@ func TestPartitionedTakeover(t *testing.T) {
 			nc, js := startNATS(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			if err := js.DeleteStream(ctx, ledger.EventStream); err != nil {
+			if err := js.DeleteStream(ctx, transport.EventStream); err != nil {
 				t.Fatal(err)
 			}
-			if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{EventMaxBytes: 64 << 20, Partitions: 3}); err != nil {
+			if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20, Partitions: 3}); err != nil {
 				t.Fatal(err)
 			}
 			store := open(t)
@@ -61,7 +62,7 @@ func TestPartitionedTakeover(t *testing.T) {
 				return slices.Equal(all, []int{0, 1, 2}) && len(oa) <= 2 && len(ob) <= 2 && len(oa) > 0 && len(ob) > 0
 			})
 
-			pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+			pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

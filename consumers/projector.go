@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -51,8 +52,6 @@ const (
 	fillWaitMax = 5 * time.Millisecond
 	// outboxBatchMax bounds the alert changes published in one round.
 	outboxBatchMax = 1000
-	// deadQueue is where a dead-lettered message goes.
-	deadSubject = ledger.DeadSubjectRoot + ".events"
 )
 
 // Options configure a Projector. Zero values take the defaults above.
@@ -81,12 +80,12 @@ type Options struct {
 	// Fold is the fold's configuration (the sellout_soon threshold), given
 	// to every SKU it loads.
 	Fold projections.FoldConfig
-	// ViewBucket, when set, names the key-value bucket (ledger.ViewBucket)
+	// ViewBucket, when set, names the key-value bucket (transport.ViewBucket)
 	// that gets each changed SKU's view after every commit.
 	ViewBucket string
 	// Hooks observe batches and dead letters (metrics).
 	Hooks Hooks
-	// Partitions is the event stream's partition count (ledger.EventPartitions);
+	// Partitions is the event stream's partition count (transport.EventPartitions);
 	// 0 or 1 for an unpartitioned stream. With 2 or more, Partition names the
 	// one this projector folds: the subject check expects the stored form
 	// stock.events.<p>.<shop>.<sku>, and the ship-promise sweep touches only
@@ -140,7 +139,7 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 		o.Name = DefaultName
 	}
 	if o.FilterSubject == "" {
-		o.FilterSubject = ledger.EventSubjectRoot + ".>"
+		o.FilterSubject = transport.EventSubjectRoot + ".>"
 	}
 	if o.BatchMax <= 0 {
 		o.BatchMax = DefaultBatchMax
@@ -220,7 +219,7 @@ func (p *Projector) WaitApplied(ctx context.Context, seq uint64) error {
 	}
 }
 
-// ListingState implements ledger.Catalog from the store, once the projector
+// ListingState implements transport.Catalog from the store, once the projector
 // has applied minSeq.
 func (p *Projector) ListingState(ctx context.Context, shop, sku string, minSeq uint64) (ledger.ListingState, error) {
 	if err := p.WaitApplied(ctx, minSeq); err != nil {
@@ -444,18 +443,18 @@ func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = p.ckpt + 1
 	}
-	if c, err := p.js.Consumer(ctx, ledger.EventStream, p.o.Name); err == nil {
+	if c, err := p.js.Consumer(ctx, transport.EventStream, p.o.Name); err == nil {
 		info := c.CachedInfo()
 		if info.AckFloor.Stream == p.ckpt && info.NumAckPending == 0 && info.Config.FilterSubject == p.o.FilterSubject {
 			return c, nil
 		}
-		if err := p.js.DeleteConsumer(ctx, ledger.EventStream, p.o.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err := p.js.DeleteConsumer(ctx, transport.EventStream, p.o.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, fmt.Errorf("delete consumer %s to restart it at seq %d: %w", p.o.Name, p.ckpt+1, err)
 		}
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("look up consumer %s: %w", p.o.Name, err)
 	}
-	c, err := p.js.CreateConsumer(ctx, ledger.EventStream, cfg)
+	c, err := p.js.CreateConsumer(ctx, transport.EventStream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s at seq %d: %w", p.o.Name, p.ckpt+1, err)
 	}
@@ -539,7 +538,7 @@ func (p *Projector) foldBatch(ctx context.Context, batch []jetstream.Msg) error 
 		need    []projections.OrderKey
 		needed  = make(map[projections.OrderKey]*projections.SKU)
 	)
-	strict := p.o.FilterSubject == ledger.EventSubjectRoot+".>"
+	strict := p.o.FilterSubject == transport.EventSubjectRoot+".>"
 	for _, m := range batch {
 		meta, err := m.Metadata()
 		if err != nil {
@@ -874,7 +873,7 @@ func decodeStored(data []byte, subject string, seq uint64, stored time.Time, par
 	if err := e.CheckClock(stored); err != nil {
 		return e, "validate: " + err.Error()
 	}
-	if subject != ledger.StoredEventSubject(e.Shop, e.SKU, partitions) {
+	if subject != transport.StoredEventSubject(e.Shop, e.SKU, partitions) {
 		return e, fmt.Sprintf("subject %q does not match the event's shop %q and sku %q", subject, e.Shop, e.SKU)
 	}
 	return e, ""
@@ -947,7 +946,7 @@ func (p *Projector) ack(batch []jetstream.Msg) error {
 // over HTTP.
 func (p *Projector) publishViews(changed []*projections.SKU, views [][]byte) {
 	for i, s := range changed {
-		if err := p.nc.Publish(ledger.ViewSubject(s.Shop, s.SKU), views[i]); err != nil {
+		if err := p.nc.Publish(transport.ViewSubject(s.Shop, s.SKU), views[i]); err != nil {
 			p.log.Warn("publish view", "shop", s.Shop, "sku", s.SKU, "err", err)
 			return
 		}
@@ -959,12 +958,12 @@ func (p *Projector) publishViews(changed []*projections.SKU, views [][]byte) {
 // or dead-lettered.
 func (p *Projector) deadLetter(ctx context.Context, deads []dead) error {
 	for _, d := range deads {
-		msg := &nats.Msg{Subject: deadSubject, Data: d.msg.Data(), Header: nats.Header{}}
-		msg.Header.Set(ledger.HeaderDeadReason, truncate(d.reason, 1024))
-		msg.Header.Set(ledger.HeaderDeadSubject, d.msg.Subject())
-		msg.Header.Set(ledger.HeaderDeadSeq, strconv.FormatUint(d.seq, 10))
+		msg := &nats.Msg{Subject: transport.DeadSubject(d.msg.Subject()), Data: d.msg.Data(), Header: nats.Header{}}
+		msg.Header.Set(transport.HeaderDeadReason, truncate(d.reason, 1024))
+		msg.Header.Set(transport.HeaderDeadSubject, d.msg.Subject())
+		msg.Header.Set(transport.HeaderDeadSeq, strconv.FormatUint(d.seq, 10))
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID("dead-"+strconv.FormatUint(d.seq, 10)), jetstream.WithExpectStream(ledger.DeadStream))
+		_, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID("dead-"+strconv.FormatUint(d.seq, 10)), jetstream.WithExpectStream(transport.DeadStream))
 		cancel()
 		if err != nil {
 			return fmt.Errorf("dead-letter seq %d: %w", d.seq, err)
@@ -1066,9 +1065,9 @@ func (p *Projector) flushOutbox(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		msg := &nats.Msg{Subject: ledger.AlertSubject(ob.Alert.Shop, string(ob.Alert.Kind)), Data: data, Header: nats.Header{}}
-		msg.Header.Set(ledger.HeaderCheckpoint, strconv.FormatUint(ob.Checkpoint, 10))
-		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(ob.Alert.ID+":"+strconv.Itoa(ob.Alert.Rev)), jetstream.WithExpectStream(ledger.AlertStream))
+		msg := &nats.Msg{Subject: transport.AlertSubject(ob.Alert.Shop, string(ob.Alert.Kind)), Data: data, Header: nats.Header{}}
+		msg.Header.Set(transport.HeaderCheckpoint, strconv.FormatUint(ob.Checkpoint, 10))
+		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(ob.Alert.ID+":"+strconv.Itoa(ob.Alert.Rev)), jetstream.WithExpectStream(transport.AlertStream))
 		if err != nil {
 			return 0, fmt.Errorf("publish alert %s: %w", ob.Alert.ID, err)
 		}
@@ -1092,15 +1091,15 @@ func (p *Projector) flushOutbox(ctx context.Context) (int, error) {
 // lastPublishedAlertCheckpoint reads the batch checkpoint of the last
 // message on the alert stream, 0 when there is none.
 func (p *Projector) lastPublishedAlertCheckpoint(ctx context.Context) uint64 {
-	st, err := p.js.Stream(ctx, ledger.AlertStream)
+	st, err := p.js.Stream(ctx, transport.AlertStream)
 	if err != nil {
 		return 0
 	}
-	m, err := st.GetLastMsgForSubject(ctx, ledger.AlertSubjectRoot+".>")
+	m, err := st.GetLastMsgForSubject(ctx, transport.AlertSubjectRoot+".>")
 	if err != nil {
 		return 0
 	}
-	n, _ := strconv.ParseUint(m.Header.Get(ledger.HeaderCheckpoint), 10, 64)
+	n, _ := strconv.ParseUint(m.Header.Get(transport.HeaderCheckpoint), 10, 64)
 	return n
 }
 
@@ -1125,5 +1124,5 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // owns reports whether shop's events belong to this projector's partition.
 func (p *Projector) owns(shop string) bool {
-	return p.o.Partitions < 2 || ledger.Partition(shop, p.o.Partitions) == p.o.Partition
+	return p.o.Partitions < 2 || transport.Partition(shop, p.o.Partitions) == p.o.Partition
 }

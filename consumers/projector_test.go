@@ -16,6 +16,7 @@ import (
 	"stockledger/consumers"
 	"stockledger/consumers/consumertest"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 	"stockledger/projections/pgtest"
 )
@@ -54,7 +55,7 @@ func waitApplied(t *testing.T, p *consumers.Projector, seq uint64) {
 	}
 }
 
-func publish(t *testing.T, pub *ledger.Publisher, events ...ledger.Event) uint64 {
+func publish(t *testing.T, pub *transport.Publisher, events ...ledger.Event) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -101,7 +102,7 @@ func TestPoisonMessagesDeadLettered(t *testing.T) {
 	store := projections.NewMemoryStore()
 	p := consumers.NewProjector(nc, js, store, consumers.Options{Log: testLog(t)})
 	runProjector(t, p)
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func TestPoisonMessagesDeadLettered(t *testing.T) {
 	if got := p.DeadLettered(); got != uint64(len(poison)) {
 		t.Errorf("dead-lettered %d, want %d", got, len(poison))
 	}
-	cons, err := js.OrderedConsumer(context.Background(), ledger.DeadStream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(context.Background(), transport.DeadStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,12 +151,12 @@ func TestPoisonMessagesDeadLettered(t *testing.T) {
 	}
 	i := 0
 	for m := range batch.Messages() {
-		reason := m.Headers().Get(ledger.HeaderDeadReason)
-		if reason == "" || m.Headers().Get(ledger.HeaderDeadSeq) == "" {
+		reason := m.Headers().Get(transport.HeaderDeadReason)
+		if reason == "" || m.Headers().Get(transport.HeaderDeadSeq) == "" {
 			t.Errorf("dead message %d lacks its reason or seq: %v", i, m.Headers())
 		}
-		if i < len(poison) && m.Headers().Get(ledger.HeaderDeadSubject) != poison[i].subject {
-			t.Errorf("dead message %d subject header %q, want %q", i, m.Headers().Get(ledger.HeaderDeadSubject), poison[i].subject)
+		if i < len(poison) && m.Headers().Get(transport.HeaderDeadSubject) != poison[i].subject {
+			t.Errorf("dead message %d subject header %q, want %q", i, m.Headers().Get(transport.HeaderDeadSubject), poison[i].subject)
 		}
 		t.Logf("dead %d: %s", i, reason)
 		i++
@@ -173,7 +174,7 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			nc, js := startNATS(t)
 			store := open(t)
-			pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+			pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,7 +228,7 @@ func TestShipLateSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{Now: clock})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -27,7 +27,7 @@ const (
 // batch at a time, which would replay old states to watchers; they are
 // written once, when the projector reaches it.
 func (p *Projector) viewFloor(ctx context.Context) uint64 {
-	st, err := p.js.Stream(ctx, ledger.EventStream)
+	st, err := p.js.Stream(ctx, transport.EventStream)
 	if err != nil {
 		return 0
 	}
@@ -66,7 +66,7 @@ func (p *Projector) flushViews(ctx context.Context) error {
 	puts := make([]put, 0, len(p.kvPending))
 	var firstErr error
 	for k, data := range p.kvPending {
-		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: ledger.ViewKVSubject(k.Shop, k.SKU), Data: data})
+		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: transport.ViewKVSubject(k.Shop, k.SKU), Data: data})
 		if err != nil {
 			firstErr = fmt.Errorf("put view %s/%s: %w", k.Shop, k.SKU, err)
 			break

@@ -12,6 +12,7 @@ import (
 
 	"stockledger/consumers"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -22,16 +23,16 @@ import (
 func TestViewBucketRebuild(t *testing.T) {
 	nc, js := startNATS(t)
 	ctx := context.Background()
-	kv, err := ledger.EnsureViewBucket(ctx, js, ledger.StreamOptions{EventMaxBytes: 64 << 20})
+	kv, err := transport.EnsureViewBucket(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts := func() consumers.Options {
-		return consumers.Options{Log: testLog(t), BatchMax: 7, ViewBucket: ledger.ViewBucket}
+		return consumers.Options{Log: testLog(t), BatchMax: 7, ViewBucket: transport.ViewBucket}
 	}
 	p1 := consumers.NewProjector(nc, js, projections.NewMemoryStore(), opts())
 	stop := runProjector(t, p1)

@@ -1,8 +1,6 @@
 // Package ledger is the vocabulary of the stock ledger: the events a shop's
-// stock changes through, their validation and JSON codec, the NATS subjects and
-// JetStream streams they live on, the idempotent publisher an order feed uses,
-// and the command path that enforces the listing rule with optimistic
-// concurrency.
-//
-// The package has no database imports; the read model lives in projections.
+// stock changes through, their validation, their strict JSON codec, and the
+// seed's listing rule. It does no I/O and imports no transport or database
+// package: the NATS side lives in ledger/transport, the read model in
+// projections.
 package ledger

@@ -29,6 +29,7 @@ import (
 
 	"stockledger/consumers"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -38,7 +39,7 @@ const (
 	defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	// rawInFlight is the async publish window of the raw baseline: the
 	// ledger publisher's own default, so that both sides get the same.
-	rawInFlight = ledger.DefaultMaxInFlight
+	rawInFlight = transport.DefaultMaxInFlight
 	// rawStream and rawSubjectRoot hold the raw baseline's copy of the feed.
 	rawStream      = "RAW_EVENTS"
 	rawSubjectRoot = "raw.events"
@@ -163,7 +164,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string) er
 	fs.IntVar(&bc.sz.RawEvents, "raw-events", 0, "events of the raw publish phase (0: by -quick and mode)")
 	fs.IntVar(&bc.sz.HotrowClients, "hotrow-clients", 32, fmt.Sprintf("concurrent clients of the hot-row baseline, at most %d", hotrowClientsMax))
 	fs.StringVar(&bc.cpuProfile, "cpuprofile", "", "write a CPU profile of each mode's end-to-end and rebuild phases to FILE.<mode>")
-	fs.DurationVar(&bc.dupWindow, "dup-window", 0, "diagnostic: the event stream's duplicate window instead of the ledger's "+ledger.DuplicateWindow.String()+" (its message ids are held in memory)")
+	fs.DurationVar(&bc.dupWindow, "dup-window", 0, "diagnostic: the event stream's duplicate window instead of the ledger's "+transport.DuplicateWindow.String()+" (its message ids are held in memory)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -356,20 +357,20 @@ func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{}); err != nil {
+	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{}); err != nil {
 		return nil, err
 	}
 	if bc.dupWindow > 0 {
 		// Diagnostic: nats-server keeps every Nats-Msg-Id of the window in
 		// memory; a short window shows what the rest of the process holds.
-		cfg := ledger.EventStreamConfig(ledger.StreamOptions{})
+		cfg := transport.EventStreamConfig(transport.StreamOptions{})
 		cfg.Duplicates = bc.dupWindow
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("set the duplicate window to %s: %w", bc.dupWindow, err)
 		}
 	}
 	// The projector writes every changed view to the bucket, as in ledgerd.
-	if _, err := ledger.EnsureViewBucket(ctx, js, ledger.StreamOptions{}); err != nil {
+	if _, err := transport.EnsureViewBucket(ctx, js, transport.StreamOptions{}); err != nil {
 		return nil, err
 	}
 
@@ -397,7 +398,7 @@ func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 	}
 	defer store.Close()
 	quiet := slog.New(slog.DiscardHandler)
-	proj := consumers.NewProjector(svcNC, js, store, consumers.Options{Log: quiet, ViewBucket: ledger.ViewBucket,
+	proj := consumers.NewProjector(svcNC, js, store, consumers.Options{Log: quiet, ViewBucket: transport.ViewBucket,
 		Fold: projections.FoldConfig{SelloutSoon: projections.DefaultSelloutSoon}})
 	pctx, stopProj := context.WithCancel(ctx)
 	projDone := make(chan error, 1)
@@ -408,7 +409,7 @@ func runMode(ctx context.Context, bc benchConfig) (*modeResult, error) {
 		return nil, err
 	}
 	defer alerts.stop()
-	pub, err := ledger.NewPublisher(feedNC, ledger.PublisherOptions{AtomicBatches: mode == "always"})
+	pub, err := transport.NewPublisher(feedNC, transport.PublisherOptions{AtomicBatches: mode == "always"})
 	if err != nil {
 		stopProj()
 		return nil, err
@@ -511,7 +512,7 @@ func benchRaw(ctx context.Context, bc benchConfig, nc *nats.Conn, r *modeResult)
 	if err != nil {
 		return err
 	}
-	cfg := ledger.EventStreamConfig(ledger.StreamOptions{})
+	cfg := transport.EventStreamConfig(transport.StreamOptions{})
 	cfg.Name, cfg.Subjects = rawStream, []string{rawSubjectRoot + ".>"}
 	stream, err := js.CreateStream(ctx, cfg)
 	if err != nil {
@@ -682,9 +683,9 @@ func benchHotrow(ctx context.Context, bc benchConfig, schema string, r *modeResu
 
 // benchE2E publishes the feed through the ledger's publisher as fast as it
 // goes and waits until the projector has applied every event.
-func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *ledger.Publisher, proj *consumers.Projector, alerts *alertWatch, r *modeResult) error {
+func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *transport.Publisher, proj *consumers.Projector, alerts *alertWatch, r *modeResult) error {
 	var last atomic.Uint64
-	onAck := func(_ ledger.Event, a ledger.Ack, _ time.Time) {
+	onAck := func(_ ledger.Event, a transport.Ack, _ time.Time) {
 		if a.Seq > last.Load() {
 			last.Store(a.Seq)
 		}
@@ -738,10 +739,10 @@ func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *ledger.Pub
 // benchAlerts publishes the feed at a steady alertRate with a probe sale of a
 // SKU sold past its real stock among every probeEvery events, and measures
 // from each probe's publish to its alert change on stock.alerts.>.
-func benchAlerts(ctx context.Context, bc benchConfig, g *generator, pub *ledger.Publisher, proj *consumers.Projector, nc *nats.Conn, r *modeResult) error {
+func benchAlerts(ctx context.Context, bc benchConfig, g *generator, pub *transport.Publisher, proj *consumers.Projector, nc *nats.Conn, r *modeResult) error {
 	var mu sync.Mutex
 	arrived := map[uint64]time.Time{}
-	sub, err := nc.Subscribe(ledger.AlertSubject(probeShop, string(projections.Oversold)), func(m *nats.Msg) {
+	sub, err := nc.Subscribe(transport.AlertSubject(probeShop, string(projections.Oversold)), func(m *nats.Msg) {
 		now := time.Now()
 		var a projections.Alert
 		if json.Unmarshal(m.Data, &a) != nil {
@@ -848,7 +849,7 @@ func benchAlerts(ctx context.Context, bc benchConfig, g *generator, pub *ledger.
 // fresh schema (dropped with the bench's, see benchSchema) with a new
 // projector, until it has applied the last event.
 func benchRebuild(ctx context.Context, bc benchConfig, js jetstream.JetStream, nc *nats.Conn, schema string, r *modeResult) error {
-	st, err := js.Stream(ctx, ledger.EventStream)
+	st, err := js.Stream(ctx, transport.EventStream)
 	if err != nil {
 		return err
 	}

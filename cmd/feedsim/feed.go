@@ -14,6 +14,7 @@ import (
 
 	"stockledger/consumers"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -96,7 +97,7 @@ func runFeed(ctx context.Context, args []string, getenv func(string) string) err
 		return fmt.Errorf("connect to NATS %s (-nats-url): %w", natsURL, err)
 	}
 	defer nc.Close()
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 	if err != nil {
 		return err
 	}
@@ -108,7 +109,7 @@ func runFeed(ctx context.Context, args []string, getenv func(string) string) err
 	lag := func() string {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		cons, err := pub.JetStream().Consumer(cctx, ledger.EventStream, consumers.DefaultName)
+		cons, err := pub.JetStream().Consumer(cctx, transport.EventStream, consumers.DefaultName)
 		if err != nil {
 			return "?"
 		}
@@ -127,8 +128,8 @@ func runFeed(ctx context.Context, args []string, getenv func(string) string) err
 // duration (or maxEvents when that is above 0, whichever ends first), and
 // prints a progress line to w. onAck, when set, sees every event with its
 // ack. It returns the events published.
-func publishPaced(ctx context.Context, pub *ledger.Publisher, g *generator, rate int, duration time.Duration, maxEvents int,
-	w io.Writer, lag func() string, openAlerts func() int, onAck ...func(ledger.Event, ledger.Ack, time.Time)) (int, error) {
+func publishPaced(ctx context.Context, pub *transport.Publisher, g *generator, rate int, duration time.Duration, maxEvents int,
+	w io.Writer, lag func() string, openAlerts func() int, onAck ...func(ledger.Event, transport.Ack, time.Time)) (int, error) {
 	published := 0
 	send := func(events []ledger.Event) error {
 		for len(events) > 0 {
@@ -193,7 +194,7 @@ type alertWatch struct {
 
 func watchAlerts(nc *nats.Conn) (*alertWatch, error) {
 	w := &alertWatch{ids: make(map[string]struct{})}
-	sub, err := nc.Subscribe(ledger.AlertSubjectRoot+".>", func(m *nats.Msg) {
+	sub, err := nc.Subscribe(transport.AlertSubjectRoot+".>", func(m *nats.Msg) {
 		var a projections.Alert
 		if json.Unmarshal(m.Data, &a) != nil {
 			return

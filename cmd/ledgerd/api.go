@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -31,14 +32,13 @@ const (
 	// historyDefault and historyMax bound the events one history read returns.
 	historyDefault = 1000
 	historyMax     = 10000
-	// historyIdle bounds the wait for the next message of a history read.
-	historyIdle = 2 * time.Second
 )
 
 type api struct {
 	log        *slog.Logger
-	pub        *ledger.Publisher
+	pub        *transport.Publisher
 	js         jetstream.JetStream
+	history    *transport.History
 	nc         *nats.Conn
 	store      projections.Store
 	projector  projection
@@ -81,7 +81,7 @@ type problem struct {
 	Status   int                  `json:"status"`
 	Detail   string               `json:"detail,omitempty"`
 	Errors   []*ledger.FieldError `json:"errors,omitempty"`
-	Appended []ledger.Ack         `json:"appended,omitempty"`
+	Appended []transport.Ack      `json:"appended,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, p problem) {
@@ -107,7 +107,7 @@ func (a *api) writeJSON(w http.ResponseWriter, status int, v any) {
 
 // postEventsResponse answers POST /v1/events.
 type postEventsResponse struct {
-	Events []ledger.Ack `json:"events"`
+	Events []transport.Ack `json:"events"`
 	// LastSeq is the highest sequence of the request: pass it as min_seq to
 	// read your writes.
 	LastSeq uint64 `json:"last_seq"`
@@ -141,7 +141,7 @@ func (a *api) postEvents(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &rule):
 		writeProblem(w, problem{Status: http.StatusConflict, Title: "Rule broken", Detail: rule.Error(),
 			Errors:   []*ledger.FieldError{{Index: rule.Index, Field: rule.Field, Value: rule.Value, Rule: rule.Rule}},
-			Appended: rule.Appended})
+			Appended: acks})
 		return
 	case err != nil:
 		a.log.Warn("append failed", "events", len(events), "err", err)
@@ -280,6 +280,9 @@ type historyEntry struct {
 	Seq      uint64          `json:"seq"`
 	StoredAt time.Time       `json:"stored_at"`
 	Event    json.RawMessage `json:"event"`
+	// Refused is why the projector refused the event (it changed nothing
+	// and was dead-lettered); empty for an event it applied.
+	Refused string `json:"refused,omitempty"`
 }
 
 // getHistory reads a SKU's events from the stream with an ordered consumer
@@ -310,56 +313,26 @@ func (a *api) getHistory(w http.ResponseWriter, r *http.Request) {
 		after = n
 	}
 	ctx := r.Context()
-	stream, err := a.js.Stream(ctx, ledger.EventStream)
-	if err != nil {
-		writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "event stream: " + err.Error()})
-		return
-	}
-	subject := ledger.StoredEventSubject(shop, sku, ledger.EventPartitions(stream.CachedInfo().Config))
-	last, err := stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	msgs, more, err := a.history.Read(ctx, shop, sku, after, limit)
+	if errors.Is(err, transport.ErrNoEvents) {
 		writeProblem(w, problem{Status: http.StatusNotFound, Detail: fmt.Sprintf("no event has named sku %s of shop %s", sku, shop)})
 		return
 	}
 	if err != nil {
-		writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "event stream: " + err.Error()})
+		writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "read history: " + err.Error()})
 		return
 	}
-	entries := []historyEntry{}
-	if after < last.Sequence {
-		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
-		if after > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
-		}
-		cons, err := a.js.OrderedConsumer(ctx, ledger.EventStream, cfg)
-		if err != nil {
-			writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "read history: " + err.Error()})
-			return
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(min(limit, 1000)))
-		if err != nil {
-			writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "read history: " + err.Error()})
-			return
-		}
-		defer it.Stop()
-		for len(entries) < limit {
-			m, err := it.Next(jetstream.NextMaxWait(historyIdle))
-			if err != nil {
-				writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "read history: " + err.Error()})
-				return
-			}
-			meta, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			entries = append(entries, historyEntry{Seq: meta.Sequence.Stream, StoredAt: meta.Timestamp.UTC(), Event: rawJSON(m.Data())})
-			if meta.Sequence.Stream >= last.Sequence || meta.NumPending == 0 {
-				break
-			}
-		}
+	refused, err := a.history.Refusals(ctx, shop, sku)
+	if err != nil {
+		writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "read refusals: " + err.Error()})
+		return
+	}
+	entries := make([]historyEntry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = historyEntry{Seq: m.Seq, StoredAt: m.StoredAt, Event: rawJSON(m.Data), Refused: refused[m.Seq]}
 	}
 	resp := map[string]any{"shop": shop, "sku": sku, "events": entries}
-	if len(entries) == limit && entries[len(entries)-1].Seq < last.Sequence {
+	if more {
 		resp["next_after_seq"] = entries[len(entries)-1].Seq
 	}
 	a.writeJSON(w, http.StatusOK, resp)
@@ -395,7 +368,7 @@ func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 		AppliedSeq: a.projector.Applied(), DeadLettered: a.projector.DeadLettered()}
 	if !a.nc.IsConnected() {
 		h.NATS, h.Status = "disconnected", "degraded"
-	} else if st, err := a.js.Stream(ctx, ledger.EventStream); err != nil {
+	} else if st, err := a.js.Stream(ctx, transport.EventStream); err != nil {
 		h.NATS, h.Status = "stream: "+err.Error(), "degraded"
 	} else {
 		h.StreamLastSeq = st.CachedInfo().State.LastSeq

@@ -14,7 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 )
 
 const (
@@ -91,7 +91,7 @@ func TestAuthScopesTokensToShops(t *testing.T) {
 		{"metrics without a token for every shop", "GET", "/metrics", tokenA, "", 403},
 	}
 	for _, tc := range cases {
-		before := streamLastSeq(t, js, ledger.EventStream)
+		before := streamLastSeq(t, js, transport.EventStream)
 		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
 		if tc.token != "" {
 			req.Header.Set("Authorization", "Bearer "+tc.token)
@@ -108,7 +108,7 @@ func TestAuthScopesTokensToShops(t *testing.T) {
 		if strings.Contains(string(body), "tok-") {
 			t.Errorf("%s: the answer echoes a token: %s", tc.name, body)
 		}
-		if after := streamLastSeq(t, js, ledger.EventStream); tc.want != 202 && after != before {
+		if after := streamLastSeq(t, js, transport.EventStream); tc.want != 202 && after != before {
 			t.Errorf("%s: refused with %d but the stream went from %d to %d", tc.name, resp.StatusCode, before, after)
 		}
 	}

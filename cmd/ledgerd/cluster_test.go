@@ -22,6 +22,7 @@ import (
 	"stockledger/consumers"
 	"stockledger/consumers/consumertest"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -106,7 +107,7 @@ func (c *natsCluster) url() string { return strings.Join(c.urls, ",") }
 // shutdownLeader stops the server leading the event stream and returns its
 // name.
 func (c *natsCluster) shutdownLeader(ctx context.Context, js jetstream.JetStream) (string, error) {
-	st, err := js.Stream(ctx, ledger.EventStream)
+	st, err := js.Stream(ctx, transport.EventStream)
 	if err != nil {
 		return "", err
 	}
@@ -211,7 +212,7 @@ func TestCluster(t *testing.T) {
 	}
 	defer store.Close()
 
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{AckTimeout: 2 * time.Second})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{AckTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"stockledger/consumers"
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -76,7 +76,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", ""), "external NATS server or cluster; empty runs the embedded server (NATS_URL)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", ""), "Postgres read model; empty keeps it in memory (DATABASE_URL)")
 	fs.StringVar(&c.Sync, "sync", env("LEDGER_SYNC", syncInterval), "embedded JetStream durability: interval (fsync every 2 min) or always (fsync every write) (LEDGER_SYNC)")
-	fs.Int64Var(&c.StreamBytes, "stream-max-bytes", envInt(getenv, "LEDGER_STREAM_MAX_BYTES", ledger.DefaultEventMaxBytes), "bound of the event stream in bytes; when full it refuses new events (LEDGER_STREAM_MAX_BYTES)")
+	fs.Int64Var(&c.StreamBytes, "stream-max-bytes", envInt(getenv, "LEDGER_STREAM_MAX_BYTES", transport.DefaultEventMaxBytes), "bound of the event stream in bytes; when full it refuses new events (LEDGER_STREAM_MAX_BYTES)")
 	selloutMinutes := fs.Int64("sellout-soon-minutes", envInt(getenv, "LEDGER_SELLOUT_SOON_MINUTES", int64(projections.DefaultSelloutSoon/time.Minute)),
 		"raise sellout_soon when a listed SKU's real stock or capacity runs out within this many minutes at the pace of the last 5 minutes; 0 disables (LEDGER_SELLOUT_SOON_MINUTES)")
 	fs.StringVar(&c.TokensFile, "tokens-file", env("LEDGER_TOKENS_FILE", ""), "file of bearer tokens and the shops each may read and write; required beyond loopback (LEDGER_TOKENS_FILE)")

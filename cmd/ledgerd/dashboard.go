@@ -9,6 +9,7 @@ import (
 
 	"stockledger/consumers"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -41,9 +42,9 @@ func (a *api) getSKUAsOf(w http.ResponseWriter, r *http.Request) {
 			Errors: []*ledger.FieldError{{Field: "as_of", Value: raw, Rule: "must be an RFC 3339 time"}}})
 		return
 	}
-	s, err := consumers.FoldAsOf(r.Context(), a.js, shop, sku, t, a.fold)
+	s, err := consumers.FoldAsOf(r.Context(), a.history, shop, sku, t, a.fold)
 	switch {
-	case errors.Is(err, consumers.ErrHistoryTooLong):
+	case errors.Is(err, transport.ErrHistoryTooLong):
 		writeProblem(w, problem{Status: http.StatusUnprocessableEntity, Detail: err.Error()})
 		return
 	case err != nil:

@@ -15,6 +15,7 @@ import (
 
 	"stockledger/consumers/consumertest"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -35,7 +36,7 @@ func faultEnv(short, full int) int {
 type feed struct {
 	shop string
 	skus int
-	pub  *ledger.Publisher
+	pub  *transport.Publisher
 
 	mu    sync.Mutex
 	acked map[string]bool // event ids acknowledged
@@ -54,7 +55,7 @@ const feedPace = 10 * time.Millisecond
 // feedAttemptsMax bounds the attempts of one batch across faults.
 const feedAttemptsMax = 600
 
-func newFeed(pub *ledger.Publisher, shop string, skus int) *feed {
+func newFeed(pub *transport.Publisher, shop string, skus int) *feed {
 	return &feed{shop: shop, skus: skus, pub: pub, acked: map[string]bool{}}
 }
 
@@ -161,7 +162,7 @@ func connectJS(t *testing.T, url string, opts ...nats.Option) (*nats.Conn, jetst
 func restartingFeed(t *testing.T, url, shop string) (*nats.Conn, jetstream.JetStream, *feed) {
 	t.Helper()
 	nc, js := connectJS(t, url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.RetryOnFailedConnect(true))
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{AckTimeout: 2 * time.Second})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{AckTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -187,7 +187,7 @@ func TestPostgresFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 )
 
 // FuzzPostEvents drives POST /v1/events of a real service (embedded NATS,
@@ -30,7 +30,7 @@ func FuzzPostEvents(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		before := streamLastSeq(t, js, ledger.EventStream)
+		before := streamLastSeq(t, js, transport.EventStream)
 		req := httptest.NewRequest(http.MethodPost, "/v1/events", bytes.NewReader(body))
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, req)
@@ -61,7 +61,7 @@ func FuzzPostEvents(f *testing.F) {
 			t.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
 		if rec.Code != http.StatusConflict {
-			if after := streamLastSeq(t, js, ledger.EventStream); after != before {
+			if after := streamLastSeq(t, js, transport.EventStream); after != before {
 				t.Fatalf("refused with %d but the stream went from seq %d to %d", rec.Code, before, after)
 			}
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -76,7 +76,7 @@ func TestHostileInputHTTP(t *testing.T) {
 	svc := startTestService(t, "")
 	base := "http://" + svc.httpAddr
 	js, _ := jetstream.New(svc.nc)
-	before := streamLastSeq(t, js, ledger.EventStream)
+	before := streamLastSeq(t, js, transport.EventStream)
 	tried, refused := map[string]int{}, map[string]int{}
 	cases := append(hostileInputs(), hostile{"oversized", "request over 2 MiB", "[" + strings.Repeat(hostileSale("")+",", 3<<20/len(hostileSale(""))) + hostileSale("") + "]", "body"})
 	for _, h := range cases {
@@ -94,7 +94,7 @@ func TestHostileInputHTTP(t *testing.T) {
 		}
 		refused[h.class]++
 	}
-	if after := streamLastSeq(t, js, ledger.EventStream); after != before {
+	if after := streamLastSeq(t, js, transport.EventStream); after != before {
 		t.Errorf("stream last seq %d → %d: hostile input was appended", before, after)
 	}
 	logClasses(t, "HTTP", tried, refused)
@@ -117,11 +117,11 @@ func TestHostileInputNATS(t *testing.T) {
 	pub := func(subject, body, id string) (*jetstream.PubAck, error) {
 		return js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: []byte(body)}, jetstream.WithMsgID(id))
 	}
-	if _, err := pub(ledger.EventSubject("shop-h", "sku-h"), `{"type":"listing","shop":"shop-h","sku":"sku-h","title":"t","price_fen":100,"stock":10,"sales_form":"spot","ship_within_hours":24}`, "listing-h"); err != nil {
+	if _, err := pub(transport.EventSubject("shop-h", "sku-h"), `{"type":"listing","shop":"shop-h","sku":"sku-h","title":"t","price_fen":100,"stock":10,"sales_form":"spot","ship_within_hours":24}`, "listing-h"); err != nil {
 		t.Fatal(err)
 	}
 	// The order feed keeps publishing while the poison arrives.
-	fpub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	fpub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,12 +140,12 @@ func TestHostileInputNATS(t *testing.T) {
 	for r := range rounds {
 		for i, h := range cases {
 			tried[h.class]++
-			subject := ledger.EventSubject("shop-h", "sku-h")
+			subject := transport.EventSubject("shop-h", "sku-h")
 			switch h.name {
 			case "shop-h event on shop-x's subject":
-				subject = ledger.EventSubject("shop-x", "sku-x")
+				subject = transport.EventSubject("shop-x", "sku-x")
 			case "event on a subject with a wildcard":
-				subject = ledger.EventSubjectRoot + ".shop-h.*"
+				subject = transport.EventSubjectRoot + ".shop-h.*"
 			}
 			ack, err := pub(subject, h.body, "hostile-"+strconv.Itoa(r)+"-"+strconv.Itoa(i))
 			if err != nil {
@@ -163,7 +163,7 @@ func TestHostileInputNATS(t *testing.T) {
 	close(stop)
 	<-fed
 	// A valid sale after the poison: the projector must get past all of it.
-	ack, err := pub(ledger.EventSubject("shop-h", "sku-h"), `{"type":"sale","shop":"shop-h","sku":"sku-h","order_id":"h-ok","qty":1,"unit_price_fen":100}`, "sentinel")
+	ack, err := pub(transport.EventSubject("shop-h", "sku-h"), `{"type":"sale","shop":"shop-h","sku":"sku-h","order_id":"h-ok","qty":1,"unit_price_fen":100}`, "sentinel")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,12 +217,12 @@ func deadReasons(t *testing.T, js jetstream.JetStream) map[uint64]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	last := streamLastSeq(t, js, ledger.DeadStream)
+	last := streamLastSeq(t, js, transport.DeadStream)
 	out := map[uint64]string{}
 	if last == 0 {
 		return out
 	}
-	cons, err := js.OrderedConsumer(ctx, ledger.DeadStream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, transport.DeadStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,8 +236,8 @@ func deadReasons(t *testing.T, js jetstream.JetStream) map[uint64]string {
 			n++
 			meta, _ := m.Metadata()
 			read = meta.Sequence.Stream
-			seq, _ := strconv.ParseUint(m.Headers().Get(ledger.HeaderDeadSeq), 10, 64)
-			out[seq] = m.Headers().Get(ledger.HeaderDeadReason)
+			seq, _ := strconv.ParseUint(m.Headers().Get(transport.HeaderDeadSeq), 10, 64)
+			out[seq] = m.Headers().Get(transport.HeaderDeadReason)
 		}
 		if n == 0 {
 			t.Fatalf("dead-letter stream read stalled at %d of %d", read, last)

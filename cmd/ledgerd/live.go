@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -101,15 +102,15 @@ func (a *api) getLive(w http.ResponseWriter, r *http.Request) {
 	// or below it (alerts reach the stream only after the store committed).
 	startSeq := resumeFrom + 1
 	if !resuming {
-		st, err := a.js.Stream(setup, ledger.AlertStream)
+		st, err := a.js.Stream(setup, transport.AlertStream)
 		if err != nil {
 			writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "alert stream: " + err.Error()})
 			return
 		}
 		startSeq = st.CachedInfo().State.LastSeq + 1
 	}
-	cons, err := a.js.OrderedConsumer(setup, ledger.AlertStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{ledger.AlertSubject(shop, ">")},
+	cons, err := a.js.OrderedConsumer(setup, transport.AlertStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{transport.AlertSubject(shop, ">")},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy, OptStartSeq: startSeq})
 	if err != nil {
 		writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "alert feed: " + err.Error()})

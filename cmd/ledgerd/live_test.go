@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -114,8 +115,8 @@ func alertMsgs(t *testing.T, js jetstream.JetStream, shop string, after, updated
 	for {
 		var out []sseEvent
 		var reached bool
-		cons, err := js.OrderedConsumer(t.Context(), ledger.AlertStream, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{ledger.AlertSubject(shop, ">")},
+		cons, err := js.OrderedConsumer(t.Context(), transport.AlertStream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{transport.AlertSubject(shop, ">")},
 			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy, OptStartSeq: after + 1})
 		if err != nil {
 			t.Fatal(err)
@@ -301,11 +302,11 @@ func TestLiveManySKUs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(t.Context(), ledger.ViewBucket)
+	kv, err := js.KeyValue(t.Context(), transport.ViewBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitKV(t, kv, ledger.ViewKey(shop, fmt.Sprintf("sku-%04d", n-1)), seq)
+	waitKV(t, kv, transport.ViewKey(shop, fmt.Sprintf("sku-%04d", n-1)), seq)
 	c := openLive(t, base, shop, "")
 	views := map[string]bool{}
 	deadline := time.After(30 * time.Second)
@@ -372,9 +373,9 @@ func TestViewBucket(t *testing.T) {
 				map[string]any{"type": "listing", "shop": shop, "sku": "b", "title": "B", "price_fen": 100,
 					"stock": 5, "sales_form": "spot", "ship_within_hours": 24})
 			seq := postEvents(t, base, sale(shop, "a", "o1", 2))
-			kv, err := js.KeyValue(t.Context(), ledger.ViewBucket)
+			kv, err := js.KeyValue(t.Context(), transport.ViewBucket)
 			if err != nil {
-				t.Fatalf("open bucket %s: %v", ledger.ViewBucket, err)
+				t.Fatalf("open bucket %s: %v", transport.ViewBucket, err)
 			}
 			for _, sku := range []string{"a", "b"} {
 				_, httpView := doGet(t, fmt.Sprintf("%s/v1/shops/%s/skus/%s?min_seq=%d", base, shop, sku, seq))
@@ -382,9 +383,9 @@ func TestViewBucket(t *testing.T) {
 				if err := json.Unmarshal(httpView, &want); err != nil {
 					t.Fatal(err)
 				}
-				got := waitKV(t, kv, ledger.ViewKey(shop, sku), want.LastSeq)
+				got := waitKV(t, kv, transport.ViewKey(shop, sku), want.LastSeq)
 				if g, w := mustJSON(t, got), mustJSON(t, want); g != w {
-					t.Errorf("bucket %s:\n got %s\nwant %s", ledger.ViewKey(shop, sku), g, w)
+					t.Errorf("bucket %s:\n got %s\nwant %s", transport.ViewKey(shop, sku), g, w)
 				}
 			}
 			w, err := kv.Watch(t.Context(), shop+".*")

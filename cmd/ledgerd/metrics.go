@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"stockledger/consumers"
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -112,7 +112,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	skus, orders := c.projector.Held()
 	ch <- prometheus.MustNewConstMetric(c.heldSKUs, prometheus.GaugeValue, float64(skus))
 	ch <- prometheus.MustNewConstMetric(c.heldOrders, prometheus.GaugeValue, float64(orders))
-	if st, err := c.js.Stream(ctx, ledger.EventStream); err == nil {
+	if st, err := c.js.Stream(ctx, transport.EventStream); err == nil {
 		last := st.CachedInfo().State.LastSeq
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(last-min(last, applied)))
 	}

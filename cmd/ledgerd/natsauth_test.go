@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 )
 
 // permErrors collects the asynchronous permission errors of a connection.
@@ -83,7 +84,7 @@ func TestNATSPermissions(t *testing.T) {
 
 	svcNC, _ := connect("ledgerd", "ledgerd-pw")
 	svcJS, _ := jetstream.New(svcNC)
-	if err := ledger.EnsureStreams(ctx, svcJS, ledger.StreamOptions{EventMaxBytes: 64 << 20}); err != nil {
+	if err := transport.EnsureStreams(ctx, svcJS, transport.StreamOptions{EventMaxBytes: 64 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := nats.Connect(s.ClientURL(), nats.UserInfo("feed-shop-a", "wrong")); err == nil {
@@ -91,7 +92,7 @@ func TestNATSPermissions(t *testing.T) {
 	}
 
 	feedNC, feedErrs := connect("feed-shop-a", "feed-a-pw", nats.CustomInboxPrefix("_INBOX_feed-shop-a"))
-	pub, err := ledger.NewPublisher(feedNC, ledger.PublisherOptions{AckTimeout: time.Second})
+	pub, err := transport.NewPublisher(feedNC, transport.PublisherOptions{AckTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,31 +104,31 @@ func TestNATSPermissions(t *testing.T) {
 	feedJS, _ := jetstream.New(feedNC)
 	other := `{"type":"restock","shop":"shop-b","sku":"sku-1","qty":5}`
 	pctx, pcancel := context.WithTimeout(ctx, time.Second)
-	_, err = feedJS.Publish(pctx, ledger.EventSubject("shop-b", "sku-1"), []byte(other))
+	_, err = feedJS.Publish(pctx, transport.EventSubject("shop-b", "sku-1"), []byte(other))
 	pcancel()
 	if err == nil {
 		t.Error("feed of shop-a published into shop-b's subject and got an ack")
 	}
 	feedErrs.waitFor(t, `Permissions Violation for Publish to "stock.events.shop-b.sku-1"`)
 	// Reading the event stream and the JetStream API are refused too.
-	if _, err := feedNC.SubscribeSync(ledger.EventSubjectRoot + ".>"); err == nil {
+	if _, err := feedNC.SubscribeSync(transport.EventSubjectRoot + ".>"); err == nil {
 		feedErrs.waitFor(t, "Permissions Violation for Subscription")
 	}
 	dctx, dcancel := context.WithTimeout(ctx, time.Second)
-	if err := feedJS.DeleteStream(dctx, ledger.EventStream); err == nil {
+	if err := feedJS.DeleteStream(dctx, transport.EventStream); err == nil {
 		t.Error("feed of shop-a deleted the event stream")
 	}
 	dcancel()
 
-	st, err := svcJS.Stream(ctx, ledger.EventStream)
+	st, err := svcJS.Stream(ctx, transport.EventStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(ledger.EventSubjectRoot+".>"))
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(transport.EventSubjectRoot+".>"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := info.State.Subjects; got[ledger.EventSubject("shop-b", "sku-1")] != 0 || got[ledger.EventSubject("shop-a", "sku-1")] != 1 {
+	if got := info.State.Subjects; got[transport.EventSubject("shop-b", "sku-1")] != 0 || got[transport.EventSubject("shop-a", "sku-1")] != 1 {
 		t.Errorf("stored per subject %v, want one shop-a event and no shop-b event", got)
 	}
 
@@ -140,7 +141,7 @@ func TestNATSPermissions(t *testing.T) {
 	if err := dashNC.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := svcNC.Publish(ledger.ViewSubject("shop-a", "sku-1"), []byte(`{}`)); err != nil {
+	if err := svcNC.Publish(transport.ViewSubject("shop-a", "sku-1"), []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := views.NextMsg(5 * time.Second); err != nil {
@@ -148,6 +149,6 @@ func TestNATSPermissions(t *testing.T) {
 	}
 	_, _ = dashNC.SubscribeSync("stock.view.shop-b.>")
 	dashErrs.waitFor(t, `Permissions Violation for Subscription to "stock.view.shop-b.>"`)
-	_ = dashNC.Publish(ledger.EventSubject("shop-a", "sku-1"), []byte(other))
+	_ = dashNC.Publish(transport.EventSubject("shop-a", "sku-1"), []byte(other))
 	dashErrs.waitFor(t, `Permissions Violation for Publish to "stock.events.shop-a.sku-1"`)
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/consumers"
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -20,7 +20,7 @@ import (
 // partitioned group (consumers.Partitioned), which answers for every shop
 // from the shared store.
 type projection interface {
-	ledger.Catalog
+	transport.Catalog
 	Applied() uint64
 	WaitApplied(ctx context.Context, seq uint64) error
 	Err() error
@@ -62,8 +62,8 @@ func (c config) checkCluster() error {
 	if c.Replicas < 1 || c.Replicas > replicasMax {
 		return fmt.Errorf("LEDGER_REPLICAS %d: must be from 1 to %d", c.Replicas, replicasMax)
 	}
-	if c.Partitions < 1 || c.Partitions > ledger.PartitionsMax {
-		return fmt.Errorf("LEDGER_PARTITIONS %d: must be from 1 to %d", c.Partitions, ledger.PartitionsMax)
+	if c.Partitions < 1 || c.Partitions > transport.PartitionsMax {
+		return fmt.Errorf("LEDGER_PARTITIONS %d: must be from 1 to %d", c.Partitions, transport.PartitionsMax)
 	}
 	if c.Partitions > 1 && c.DatabaseURL == "" {
 		return fmt.Errorf("LEDGER_PARTITIONS %d: needs DATABASE_URL: partitions are folded by several instances into one shared read model", c.Partitions)
@@ -94,18 +94,18 @@ func newGroup(cfg config, nc *nats.Conn, js jetstream.JetStream, store projectio
 // events would split a shop's history across two partitions (DEPLOY.md says
 // how to change it).
 func checkPartitionCount(ctx context.Context, js jetstream.JetStream, want int) error {
-	st, err := js.Stream(ctx, ledger.EventStream)
+	st, err := js.Stream(ctx, transport.EventStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("look up stream %s: %w", ledger.EventStream, err)
+		return fmt.Errorf("look up stream %s: %w", transport.EventStream, err)
 	}
 	info := st.CachedInfo()
-	have := ledger.EventPartitions(info.Config)
+	have := transport.EventPartitions(info.Config)
 	if have != want && info.State.Msgs > 0 {
 		return fmt.Errorf("LEDGER_PARTITIONS %d: stream %s holds %d events stored under %d partition(s); the count is fixed for the life of the stream (see DEPLOY.md, changing the partition count)",
-			want, ledger.EventStream, info.State.Msgs, have)
+			want, transport.EventStream, info.State.Msgs, have)
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"stockledger/consumers/consumertest"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -53,7 +54,7 @@ func sigtermStops(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

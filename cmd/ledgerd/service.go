@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/consumers"
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -97,17 +97,17 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	if err := checkPartitionCount(sctx, js, cfg.Partitions); err != nil {
 		return nil, err
 	}
-	if err := ledger.EnsureStreams(sctx, js, ledger.StreamOptions{EventMaxBytes: cfg.StreamBytes, Replicas: cfg.Replicas, Partitions: cfg.Partitions}); err != nil {
+	if err := transport.EnsureStreams(sctx, js, transport.StreamOptions{EventMaxBytes: cfg.StreamBytes, Replicas: cfg.Replicas, Partitions: cfg.Partitions}); err != nil {
 		return nil, err
 	}
-	kv, err := ledger.EnsureViewBucket(sctx, js, ledger.StreamOptions{EventMaxBytes: cfg.StreamBytes, Replicas: cfg.Replicas})
+	kv, err := transport.EnsureViewBucket(sctx, js, transport.StreamOptions{EventMaxBytes: cfg.StreamBytes, Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, err
 	}
 	met := newMetrics()
 
 	popts := consumers.Options{Log: log, Fold: projections.FoldConfig{SelloutSoon: cfg.SelloutSoon},
-		ViewBucket: ledger.ViewBucket, Hooks: met.hooks()}
+		ViewBucket: transport.ViewBucket, Hooks: met.hooks()}
 	if cfg.DatabaseURL == "" {
 		svc.store = projections.NewMemoryStore()
 		popts.SkipPublishedAlerts = true
@@ -122,7 +122,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	if svc.group, err = newGroup(cfg, svc.nc, js, svc.store, popts); err != nil {
 		return nil, err
 	}
-	pub, err := ledger.NewPublisher(svc.nc, ledger.PublisherOptions{AtomicBatches: cfg.Sync == syncAlways})
+	pub, err := transport.NewPublisher(svc.nc, transport.PublisherOptions{AtomicBatches: cfg.Sync == syncAlways})
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	}
 	svc.httpAddr = ln.Addr().String()
 	met.registerState(js, svc.projection(), svc.store, log)
-	api := &api{log: log, pub: pub, js: js, store: newStaleStore(svc.store), projector: svc.projection(), nc: svc.nc, durability: svc.durability(),
+	api := &api{log: log, pub: pub, js: js, history: transport.NewHistory(js), store: newStaleStore(svc.store), projector: svc.projection(), nc: svc.nc, durability: svc.durability(),
 		kv: kv, fold: popts.Fold, metrics: met, liveStop: make(chan struct{})}
 	svc.api = api
 	svc.http = &http.Server{

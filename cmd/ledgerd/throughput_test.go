@@ -14,6 +14,7 @@ import (
 
 	"stockledger/consumers"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -96,29 +97,29 @@ func TestClusterThroughput(t *testing.T) {
 		for _, d := range daemons {
 			d.d.kill()
 		}
-		if err := js.DeleteConsumer(ctx, ledger.EventStream, names[0]); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err := js.DeleteConsumer(ctx, transport.EventStream, names[0]); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			t.Logf("delete consumer: %v", err)
 		}
 	}
 
 	// One projector, unpartitioned stream.
-	if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{Replicas: 3, EventMaxBytes: 1 << 30}); err != nil {
+	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{Replicas: 3, EventMaxBytes: 1 << 30}); err != nil {
 		t.Fatal(err)
 	}
 	preload(ctx, t, nc, events)
 	measure("single", 1, 1)
 
 	// The same events on a 2-partition stream.
-	if err := js.DeleteStream(ctx, ledger.EventStream); err != nil {
+	if err := js.DeleteStream(ctx, transport.EventStream); err != nil {
 		t.Fatal(err)
 	}
-	if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{Replicas: 3, EventMaxBytes: 1 << 30, Partitions: 2}); err != nil {
+	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{Replicas: 3, EventMaxBytes: 1 << 30, Partitions: 2}); err != nil {
 		t.Fatal(err)
 	}
 	preload(ctx, t, nc, events)
 	measure("p2-one", 2, 1)
 	for p := range 2 { // the next run starts its partitions afresh
-		_ = js.DeleteConsumer(ctx, ledger.EventStream, consumers.PartitionName(consumers.DefaultName, p))
+		_ = js.DeleteConsumer(ctx, transport.EventStream, consumers.PartitionName(consumers.DefaultName, p))
 	}
 	measure("p2-two", 2, 2)
 
@@ -132,7 +133,7 @@ func TestClusterThroughput(t *testing.T) {
 // preload publishes events sales and restocks over 20 shops.
 func preload(ctx context.Context, t *testing.T, nc *nats.Conn, events int) {
 	t.Helper()
-	pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{})
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func preload(ctx context.Context, t *testing.T, nc *nats.Conn, events int) {
 // whole stream when unpartitioned).
 func partitionLasts(ctx context.Context, t *testing.T, js jetstream.JetStream, partitions int) []uint64 {
 	t.Helper()
-	st, err := js.Stream(ctx, ledger.EventStream)
+	st, err := js.Stream(ctx, transport.EventStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func partitionLasts(ctx context.Context, t *testing.T, js jetstream.JetStream, p
 		lasts := make([]uint64, partitions)
 		var top uint64
 		for p := range partitions {
-			m, err := st.GetLastMsgForSubject(ctx, ledger.PartitionFilter(p))
+			m, err := st.GetLastMsgForSubject(ctx, transport.PartitionFilter(p))
 			if err != nil {
 				t.Fatal(err)
 			}

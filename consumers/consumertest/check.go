@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
@@ -56,7 +57,7 @@ var eventNamespace = uuid.MustParse("9e0d6b7c-51b4-4c55-8a3f-6d0e2f7a1b83")
 // Read reads STOCK_EVENTS from sequence 1 to its current end with an ordered
 // consumer and folds it with the fold configuration cfg (the service's).
 func Read(ctx context.Context, js jetstream.JetStream, cfg projections.FoldConfig) (*Ledger, error) {
-	st, err := js.Stream(ctx, ledger.EventStream)
+	st, err := js.Stream(ctx, transport.EventStream)
 	if err != nil {
 		return nil, fmt.Errorf("event stream: %w", err)
 	}
@@ -65,7 +66,7 @@ func Read(ctx context.Context, js jetstream.JetStream, cfg projections.FoldConfi
 	if l.LastSeq == 0 {
 		return l, nil
 	}
-	cons, err := js.OrderedConsumer(ctx, ledger.EventStream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, transport.EventStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return nil, fmt.Errorf("read stream: %w", err)
 	}
@@ -127,7 +128,7 @@ func (l *Ledger) apply(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		l.Refused[seq] = "validate: " + err.Error()
 		return
 	}
-	shop, sku, ok := ledger.ParseEventSubject(m.Subject())
+	shop, sku, ok := transport.ParseEventSubject(m.Subject())
 	if !ok || shop != e.Shop || sku != e.SKU {
 		l.Refused[seq] = "subject " + m.Subject()
 		return
@@ -249,7 +250,7 @@ func (l *Ledger) WaitAlertsPublished(ctx context.Context, js jetstream.JetStream
 }
 
 func alertMsgIDs(ctx context.Context, js jetstream.JetStream) (map[string]bool, error) {
-	st, err := js.Stream(ctx, ledger.AlertStream)
+	st, err := js.Stream(ctx, transport.AlertStream)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +263,7 @@ func alertMsgIDs(ctx context.Context, js jetstream.JetStream) (map[string]bool, 
 	if last == 0 {
 		return have, nil
 	}
-	cons, err := js.OrderedConsumer(ctx, ledger.AlertStream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, transport.AlertStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 )
 
 // natsReadyTimeout bounds the start of a test's nats-server.
@@ -42,7 +42,7 @@ func StartNATS(t testing.TB, eventMaxBytes int64) (*nats.Conn, jetstream.JetStre
 	if eventMaxBytes > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), natsReadyTimeout)
 		defer cancel()
-		if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{EventMaxBytes: eventMaxBytes}); err != nil {
+		if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: eventMaxBytes}); err != nil {
 			t.Fatal(err)
 		}
 	}

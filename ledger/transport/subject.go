@@ -1,4 +1,4 @@
-package ledger
+package transport
 
 import "strings"
 
@@ -33,4 +33,12 @@ func ParseEventSubject(subject string) (shop, sku string, ok bool) {
 		return "", "", false
 	}
 	return shop, sku, true
+}
+
+// DeadSubject is the subject a message refused by the projector is
+// dead-lettered on: its stored subject under DeadSubjectRoot, so that one
+// SKU's refusals are read by subject (stock.events.<shop>.<sku> becomes
+// stock.dead.events.<shop>.<sku>).
+func DeadSubject(stored string) string {
+	return DeadSubjectRoot + ".events" + strings.TrimPrefix(stored, EventSubjectRoot)
 }

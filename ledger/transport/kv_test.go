@@ -1,4 +1,4 @@
-package ledger_test
+package transport_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/consumers/consumertest"
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 )
 
 // TestEnsureViewBucket makes the view bucket on one server: its stream
@@ -19,22 +19,22 @@ func TestEnsureViewBucket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for range 2 {
-		if _, err := ledger.EnsureViewBucket(ctx, js, ledger.StreamOptions{EventMaxBytes: 64 << 20}); err != nil {
+		if _, err := transport.EnsureViewBucket(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	st, err := js.Stream(ctx, "KV_"+ledger.ViewBucket)
+	st, err := js.Stream(ctx, "KV_"+transport.ViewBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := st.CachedInfo().Config.PersistMode; got != jetstream.AsyncPersistMode {
 		t.Errorf("persist mode %v, want async", got)
 	}
-	kv, err := js.KeyValue(ctx, ledger.ViewBucket)
+	kv, err := js.KeyValue(ctx, transport.ViewBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := ledger.ViewKey("shop-1", "sku-1")
+	key := transport.ViewKey("shop-1", "sku-1")
 	for _, v := range []string{`{"listed":1}`, `{"listed":2}`} {
 		if _, err := kv.Put(ctx, key, []byte(v)); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package ledger_test
+package transport_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/consumers/consumertest"
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 )
 
 func startJS(t *testing.T) jetstream.JetStream {
@@ -29,23 +29,23 @@ func TestPartitionMatchesServer(t *testing.T) {
 	defer cancel()
 	for _, n := range []int{1, 2, 7} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			if err := js.DeleteStream(ctx, ledger.EventStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			if err := js.DeleteStream(ctx, transport.EventStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 				t.Fatal(err)
 			}
-			if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{EventMaxBytes: 64 << 20, Partitions: n}); err != nil {
+			if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20, Partitions: n}); err != nil {
 				t.Fatal(err)
 			}
-			st, err := js.Stream(ctx, ledger.EventStream)
+			st, err := js.Stream(ctx, transport.EventStream)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := ledger.EventPartitions(st.CachedInfo().Config); got != n {
+			if got := transport.EventPartitions(st.CachedInfo().Config); got != n {
 				t.Fatalf("EventPartitions = %d, want %d", got, n)
 			}
 			seen := make(map[int]bool)
 			for i := range 200 {
 				shop, sku := fmt.Sprintf("shop-%d_x", i*7919), fmt.Sprintf("sku-%d", i)
-				ack, err := js.Publish(ctx, ledger.EventSubject(shop, sku), []byte(`{}`))
+				ack, err := js.Publish(ctx, transport.EventSubject(shop, sku), []byte(`{}`))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -53,10 +53,10 @@ func TestPartitionMatchesServer(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := ledger.StoredEventSubject(shop, sku, n); m.Subject != want {
+				if want := transport.StoredEventSubject(shop, sku, n); m.Subject != want {
 					t.Fatalf("shop %s: stored subject %q, want %q", shop, m.Subject, want)
 				}
-				seen[ledger.Partition(shop, n)] = true
+				seen[transport.Partition(shop, n)] = true
 			}
 			if len(seen) != n {
 				t.Fatalf("200 shops fell into %d of %d partitions", len(seen), n)
@@ -72,26 +72,26 @@ func TestExpectedLastSubjectSeqPartitioned(t *testing.T) {
 	js := startJS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := ledger.EnsureStreams(ctx, js, ledger.StreamOptions{EventMaxBytes: 64 << 20, Partitions: 4}); err != nil {
+	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20, Partitions: 4}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := js.Stream(ctx, ledger.EventStream)
+	st, err := js.Stream(ctx, transport.EventStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	subj := ledger.EventSubject("shop-a", "sku-a")
+	subj := transport.EventSubject("shop-a", "sku-a")
 	first, err := js.Publish(ctx, subj, []byte(`{}`), jetstream.WithExpectLastSequencePerSubject(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, err := st.GetLastMsgForSubject(ctx, ledger.StoredEventSubject("shop-a", "sku-a", 4))
+	last, err := st.GetLastMsgForSubject(ctx, transport.StoredEventSubject("shop-a", "sku-a", 4))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if last.Sequence != first.Sequence {
 		t.Fatalf("last of stored subject = %d, want %d", last.Sequence, first.Sequence)
 	}
-	if _, err := js.Publish(ctx, subj, []byte(`{}`), jetstream.WithExpectLastSequencePerSubject(0)); !ledger.IsWrongLastSequence(err) {
+	if _, err := js.Publish(ctx, subj, []byte(`{}`), jetstream.WithExpectLastSequencePerSubject(0)); !transport.IsWrongLastSequence(err) {
 		t.Fatalf("second publish expecting a new subject: err = %v, want wrong last sequence", err)
 	}
 	if _, err := js.Publish(ctx, subj, []byte(`{}`), jetstream.WithExpectLastSequencePerSubject(last.Sequence)); err != nil {

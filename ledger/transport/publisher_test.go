@@ -1,4 +1,4 @@
-package ledger_test
+package transport_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"stockledger/consumers/consumertest"
 	"stockledger/ledger"
+	"stockledger/ledger/transport"
 )
 
 func sales(shop string, from, n int) []ledger.Event {
@@ -28,7 +29,7 @@ func storedIDs(t *testing.T, js jetstream.JetStream) (map[uint64]string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := js.Stream(ctx, ledger.EventStream)
+	st, err := js.Stream(ctx, transport.EventStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func TestPublisher(t *testing.T) {
 	for _, atomic := range []bool{false, true} {
 		t.Run(fmt.Sprintf("atomic=%v", atomic), func(t *testing.T) {
 			nc, js := consumertest.StartNATS(t, 64<<20)
-			pub, err := ledger.NewPublisher(nc, ledger.PublisherOptions{AtomicBatches: atomic})
+			pub, err := transport.NewPublisher(nc, transport.PublisherOptions{AtomicBatches: atomic})
 			if err != nil {
 				t.Fatal(err)
 			}

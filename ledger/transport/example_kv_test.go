@@ -1,4 +1,4 @@
-package ledger_test
+package transport_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"stockledger/ledger"
+	"stockledger/ledger/transport"
 )
 
 // A dashboard of its own: read every SKU view of one shop from the
@@ -25,7 +25,7 @@ func Example_watchViews() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	kv, err := js.KeyValue(ctx, ledger.ViewBucket)
+	kv, err := js.KeyValue(ctx, transport.ViewBucket)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,9 +1,10 @@
-package ledger
+package transport
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"stockledger/ledger"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -59,6 +60,7 @@ type PublisherOptions struct {
 // It is safe for concurrent use.
 type Publisher struct {
 	js      jetstream.JetStream
+	history *History
 	timeout time.Duration
 	now     func() time.Time
 	atomic  bool
@@ -79,49 +81,49 @@ func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream context: %w", err)
 	}
-	return &Publisher{js: js, timeout: o.AckTimeout, now: o.Now, atomic: o.AtomicBatches}, nil
+	return &Publisher{js: js, history: NewHistory(js), timeout: o.AckTimeout, now: o.Now, atomic: o.AtomicBatches}, nil
 }
 
 // JetStream returns the JetStream context the publisher uses.
 func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 
-// Prepare normalizes (fresh id, ingest time for a missing at) and validates a
+// Admit normalizes (fresh id, ingest time for a missing at) and validates a
 // batch: every problem of every event at once, and an `at` too far ahead of
 // the ingest clock. A batch that fails must not be published.
-func (p *Publisher) Prepare(events []Event) error {
-	if len(events) > MaxBatch {
-		return &FieldError{Field: "body", Value: fmt.Sprintf("%d events", len(events)), Rule: fmt.Sprintf("a batch holds at most %d events", MaxBatch)}
+func (p *Publisher) Admit(events []ledger.Event) error {
+	if len(events) > ledger.MaxBatch {
+		return &ledger.FieldError{Field: "body", Value: fmt.Sprintf("%d events", len(events)), Rule: fmt.Sprintf("a batch holds at most %d events", ledger.MaxBatch)}
 	}
 	now := p.now()
 	var errs []error
 	for i := range events {
 		events[i].Normalize(now)
 		if err := events[i].CheckClock(now); err != nil {
-			for _, fe := range FieldErrors(err) {
+			for _, fe := range ledger.FieldErrors(err) {
 				fe.Index = i
 			}
 			errs = append(errs, err)
 		}
 	}
-	if err := ValidateBatch(events); err != nil {
+	if err := ledger.ValidateBatch(events); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// Publish prepares the batch and publishes it asynchronously, in order, with
+// Publish admits the batch (Admit) and publishes it asynchronously, in order, with
 // each event's idempotency key as Nats-Msg-Id, and waits for every ack. An
 // invalid batch publishes nothing. On a publish error it returns the acks
 // gathered so far (zero Seq for events not known to be stored) and the error;
 // publishing the same events again is safe.
-func (p *Publisher) Publish(ctx context.Context, events []Event) ([]Ack, error) {
-	if err := p.Prepare(events); err != nil {
+func (p *Publisher) Publish(ctx context.Context, events []ledger.Event) ([]Ack, error) {
+	if err := p.Admit(events); err != nil {
 		return nil, err
 	}
-	return p.publishPrepared(ctx, events)
+	return p.publishAdmitted(ctx, events)
 }
 
-func (p *Publisher) publishPrepared(ctx context.Context, events []Event) ([]Ack, error) {
+func (p *Publisher) publishAdmitted(ctx context.Context, events []ledger.Event) ([]Ack, error) {
 	if p.atomic && len(events) > 1 {
 		if acks, err := p.publishAtomic(ctx, events); err == nil {
 			return acks, nil
@@ -169,7 +171,7 @@ func (p *Publisher) publishPrepared(ctx context.Context, events []Event) ([]Ack,
 // publishAtomic publishes events as one atomic batch. The stream stores a
 // batch's messages consecutively, so each event's sequence follows from the
 // commit's.
-func (p *Publisher) publishAtomic(ctx context.Context, events []Event) ([]Ack, error) {
+func (p *Publisher) publishAtomic(ctx context.Context, events []ledger.Event) ([]Ack, error) {
 	msgs := make([]*nats.Msg, len(events))
 	for i := range events {
 		msg, err := eventMsg(&events[i])
@@ -199,7 +201,7 @@ func (p *Publisher) publishAtomic(ctx context.Context, events []Event) ([]Ack, e
 
 // publishSync publishes one event, retrying with the same Nats-Msg-Id and a
 // bounded backoff.
-func (p *Publisher) publishSync(ctx context.Context, e *Event, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+func (p *Publisher) publishSync(ctx context.Context, e *ledger.Event, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	msg, err := eventMsg(e)
 	if err != nil {
 		return nil, err
@@ -233,8 +235,8 @@ func (p *Publisher) publishSync(ctx context.Context, e *Event, opts ...jetstream
 	return nil, fmt.Errorf("publish event %s to %s: %w", e.ID, EventSubject(e.Shop, e.SKU), lastErr)
 }
 
-func eventMsg(e *Event) (*nats.Msg, error) {
-	data, err := EncodeEvent(e)
+func eventMsg(e *ledger.Event) (*nats.Msg, error) {
+	data, err := ledger.EncodeEvent(e)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,9 @@
-package ledger
+package transport
 
 import (
 	"context"
 	"fmt"
+	"stockledger/ledger"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,7 +77,7 @@ func EventStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		MaxBytes:          o.eventMaxBytes(),
 		MaxMsgs:           -1,
 		MaxMsgsPerSubject: -1,
-		MaxMsgSize:        MaxEventBytes,
+		MaxMsgSize:        ledger.MaxEventBytes,
 		Duplicates:        DuplicateWindow,
 		Replicas:          replicas(o),
 		DenyDelete:        true,
