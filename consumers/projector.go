@@ -650,7 +650,7 @@ func (p *Projector) launch(ctx context.Context, f *flight, alerts []projections.
 		}
 		f.views[i] = data
 	}
-	write, err := p.store.Prepare(&projections.Batch{Projector: p.o.Name, PrevSeq: p.ckpt, LastSeq: f.lastSeq,
+	write, err := p.store.Stage(&projections.Batch{Projector: p.o.Name, PrevSeq: p.ckpt, LastSeq: f.lastSeq,
 		SKUs: f.changed, Views: views, Alerts: alerts})
 	if err != nil {
 		return p.reset(ctx, err)

@@ -127,7 +127,7 @@ func BenchmarkPostgresCommit(b *testing.B) {
 		if prev == benchSKUs {
 			list = skus // the first batch writes every SKU
 		}
-		err := store.Commit(b.Context(), &projections.Batch{Projector: "bench", PrevSeq: prev - benchSKUs, LastSeq: seq - benchSKUs, SKUs: list, Alerts: alerts})
+		err := projections.Commit(b.Context(), store, &projections.Batch{Projector: "bench", PrevSeq: prev - benchSKUs, LastSeq: seq - benchSKUs, SKUs: list, Alerts: alerts})
 		if err != nil {
 			b.Fatal(err)
 		}

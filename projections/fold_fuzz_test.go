@@ -322,7 +322,7 @@ func FuzzFoldInParts(f *testing.F) {
 		for _, name := range slices.Sorted(maps.Keys(first)) {
 			b.SKUs = append(b.SKUs, first[name])
 		}
-		if err := store.Commit(ctx, b); err != nil {
+		if err := projections.Commit(ctx, store, b); err != nil {
 			t.Fatalf("commit the first %d ops: %v", k, err)
 		}
 		reloaded := make(map[string]*projections.SKU)

@@ -47,14 +47,14 @@ func NewMemoryStore() *MemoryStore {
 	}
 }
 
-// Checkpoint implements Store.
+// Checkpoint implements Writer.
 func (m *MemoryStore) Checkpoint(_ context.Context, projector string) (uint64, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.checkpoints[projector], nil
 }
 
-// LoadSKU implements Store.
+// LoadSKU implements Writer.
 func (m *MemoryStore) LoadSKU(_ context.Context, shop, sku string) (*SKU, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -80,7 +80,7 @@ func (m *MemoryStore) LoadSKU(_ context.Context, shop, sku string) (*SKU, error)
 	return &s, nil
 }
 
-// KnownOrders implements Store.
+// KnownOrders implements Writer.
 func (m *MemoryStore) KnownOrders(_ context.Context, keys []OrderKey) (map[OrderKey]Order, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -95,15 +95,6 @@ func (m *MemoryStore) KnownOrders(_ context.Context, keys []OrderKey) (map[Order
 	return out, nil
 }
 
-// Commit implements Store.
-func (m *MemoryStore) Commit(ctx context.Context, b *Batch) error {
-	write, err := m.Prepare(b)
-	if err != nil {
-		return err
-	}
-	return write(ctx)
-}
-
 // memWrite is one SKU of a prepared batch: copies, so that the caller may
 // change the SKU while the write waits.
 type memWrite struct {
@@ -113,8 +104,8 @@ type memWrite struct {
 	orders []Order
 }
 
-// Prepare implements Store.
-func (m *MemoryStore) Prepare(b *Batch) (CommitFunc, error) {
+// Stage implements Writer.
+func (m *MemoryStore) Stage(b *Batch) (CommitFunc, error) {
 	writes := make([]memWrite, len(b.SKUs))
 	for i, s := range b.SKUs {
 		w := &writes[i]
@@ -171,7 +162,7 @@ func (m *MemoryStore) Prepare(b *Batch) (CommitFunc, error) {
 	}, nil
 }
 
-// DueSKUs implements Store.
+// DueSKUs implements Writer.
 func (m *MemoryStore) DueSKUs(_ context.Context, now time.Time, limit int) ([]SKUKey, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -187,7 +178,7 @@ func (m *MemoryStore) DueSKUs(_ context.Context, now time.Time, limit int) ([]SK
 	return out, nil
 }
 
-// SKU implements Store.
+// SKU implements Reader.
 func (m *MemoryStore) SKU(_ context.Context, shop, sku string) (View, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -198,7 +189,7 @@ func (m *MemoryStore) SKU(_ context.Context, shop, sku string) (View, error) {
 	return rec.view, nil
 }
 
-// SKUs implements Store.
+// SKUs implements Reader.
 func (m *MemoryStore) SKUs(_ context.Context, shop string) ([]View, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -215,7 +206,7 @@ func (m *MemoryStore) SKUs(_ context.Context, shop string) ([]View, error) {
 	return out, nil
 }
 
-// Alerts implements Store.
+// Alerts implements Reader.
 func (m *MemoryStore) Alerts(_ context.Context, f AlertFilter) ([]Alert, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -244,7 +235,7 @@ func SortAlerts(as []Alert) {
 	})
 }
 
-// PendingAlerts implements Store.
+// PendingAlerts implements Outbox.
 func (m *MemoryStore) PendingAlerts(_ context.Context, limit int) ([]OutboxAlert, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -252,7 +243,7 @@ func (m *MemoryStore) PendingAlerts(_ context.Context, limit int) ([]OutboxAlert
 	return slices.Clone(m.outbox[:n]), nil
 }
 
-// DeletePendingAlerts implements Store.
+// DeletePendingAlerts implements Outbox.
 func (m *MemoryStore) DeletePendingAlerts(_ context.Context, upTo int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -264,7 +255,7 @@ func (m *MemoryStore) DeletePendingAlerts(_ context.Context, upTo int64) error {
 	return nil
 }
 
-// Ping implements Store; memory always answers.
+// Ping implements Reader; memory always answers.
 func (m *MemoryStore) Ping(context.Context) error { return nil }
 
 // Close implements Store.

@@ -214,7 +214,7 @@ func (p *PostgresStore) migrate(ctx context.Context, schema string) error {
 	return nil
 }
 
-// Checkpoint implements Store.
+// Checkpoint implements Writer.
 func (p *PostgresStore) Checkpoint(ctx context.Context, projector string) (uint64, error) {
 	var seq uint64
 	err := p.pool.QueryRow(ctx, `SELECT seq FROM checkpoints WHERE projector = $1`, projector).Scan(&seq)
@@ -245,7 +245,7 @@ const (
 	sqlSKUAlerts    = `SELECT ` + sqlAlertColumns + ` FROM alerts WHERE shop = $1 AND sku = $2 AND state = 'open'`
 )
 
-// LoadSKU implements Store. It reads the SKU, its orders and its open alerts
+// LoadSKU implements Writer. It reads the SKU, its orders and its open alerts
 // in one repeatable-read transaction, so that they come from one commit.
 func (p *PostgresStore) LoadSKU(ctx context.Context, shop, sku string) (*SKU, error) {
 	var s *SKU
@@ -303,7 +303,7 @@ func (p *PostgresStore) LoadSKU(ctx context.Context, shop, sku string) (*SKU, er
 // several.
 const knownOrdersMax = 10_000
 
-// KnownOrders implements Store.
+// KnownOrders implements Writer.
 func (p *PostgresStore) KnownOrders(ctx context.Context, keys []OrderKey) (map[OrderKey]Order, error) {
 	out := make(map[OrderKey]Order)
 	for part := range slices.Chunk(keys, knownOrdersMax) {
@@ -396,16 +396,7 @@ const (
 	outboxLockKey = int64(0x4c4544474f425800) // "LEDGOBX\0"
 )
 
-// Commit implements Store.
-func (p *PostgresStore) Commit(ctx context.Context, b *Batch) error {
-	write, err := p.Prepare(b)
-	if err != nil {
-		return err
-	}
-	return write(ctx)
-}
-
-// Prepare implements Store. It encodes the batch column by column; the
+// Stage implements Writer. It encodes the batch column by column; the
 // write is one transaction and one pipelined round trip (pgx.Batch) besides
 // BEGIN and COMMIT, of at most six statements whatever the batch's size.
 // The checkpoint row is written first, so two projectors committing on the
@@ -413,7 +404,7 @@ func (p *PostgresStore) Commit(ctx context.Context, b *Batch) error {
 //
 // Unlike MemoryStore the outbox has no size bound: it lives on disk, and
 // PendingAlerts reads it in pages.
-func (p *PostgresStore) Prepare(b *Batch) (CommitFunc, error) {
+func (p *PostgresStore) Stage(b *Batch) (CommitFunc, error) {
 	var (
 		sk   skuColumns
 		oc   orderColumns // orders the store may hold: upserted
@@ -610,7 +601,7 @@ func (c *alertColumns) args() []any {
 		c.unitsShort, c.exposure, c.seq, c.updatedSeq, c.rev}
 }
 
-// DueSKUs implements Store. As with MemoryStore, a limit of 0 returns nothing
+// DueSKUs implements Writer. As with MemoryStore, a limit of 0 returns nothing
 // and a negative limit everything due.
 func (p *PostgresStore) DueSKUs(ctx context.Context, now time.Time, limit int) ([]SKUKey, error) {
 	if limit == 0 {
@@ -644,7 +635,7 @@ const sqlViewColumns = `shop, sku, title, status, sales_form, ship_within_hours,
 	listed, on_hand, committed, available, capacity, presale_committed, capacity_left, open_orders,
 	late_orders, exposure_fen, open_alerts, last_seq, updated_at, state`
 
-// SKU implements Store.
+// SKU implements Reader.
 func (p *PostgresStore) SKU(ctx context.Context, shop, sku string) (View, error) {
 	rows, _ := p.pool.Query(ctx, `SELECT `+sqlViewColumns+` FROM skus WHERE shop = $1 AND sku = $2`, shop, sku)
 	v, err := pgx.CollectExactlyOneRow(rows, scanView)
@@ -657,7 +648,7 @@ func (p *PostgresStore) SKU(ctx context.Context, shop, sku string) (View, error)
 	return v, nil
 }
 
-// SKUs implements Store.
+// SKUs implements Reader.
 func (p *PostgresStore) SKUs(ctx context.Context, shop string) ([]View, error) {
 	rows, _ := p.pool.Query(ctx, `SELECT `+sqlViewColumns+` FROM skus WHERE shop = $1 ORDER BY sku LIMIT $2`, shop, MaxReadRows)
 	vs, err := pgx.CollectRows(rows, scanView)
@@ -670,7 +661,7 @@ func (p *PostgresStore) SKUs(ctx context.Context, shop string) ([]View, error) {
 	return vs, nil
 }
 
-// Alerts implements Store.
+// Alerts implements Reader.
 func (p *PostgresStore) Alerts(ctx context.Context, f AlertFilter) ([]Alert, error) {
 	limit := f.Limit
 	if limit <= 0 || limit > MaxReadRows {
@@ -693,7 +684,7 @@ func (p *PostgresStore) Alerts(ctx context.Context, f AlertFilter) ([]Alert, err
 	return as, nil
 }
 
-// PendingAlerts implements Store. A limit of 0 or less returns nothing.
+// PendingAlerts implements Outbox. A limit of 0 or less returns nothing.
 func (p *PostgresStore) PendingAlerts(ctx context.Context, limit int) ([]OutboxAlert, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -718,7 +709,7 @@ func (p *PostgresStore) PendingAlerts(ctx context.Context, limit int) ([]OutboxA
 	return out, nil
 }
 
-// DeletePendingAlerts implements Store.
+// DeletePendingAlerts implements Outbox.
 func (p *PostgresStore) DeletePendingAlerts(ctx context.Context, upTo int64) error {
 	if _, err := p.pool.Exec(ctx, `DELETE FROM alert_outbox WHERE id <= $1`, upTo); err != nil {
 		return fmt.Errorf("delete alert outbox up to %d: %w", upTo, err)
@@ -726,7 +717,7 @@ func (p *PostgresStore) DeletePendingAlerts(ctx context.Context, upTo int64) err
 	return nil
 }
 
-// Ping implements Store: it checks that a pooled connection answers.
+// Ping implements Reader: it checks that a pooled connection answers.
 func (p *PostgresStore) Ping(ctx context.Context) error {
 	if err := p.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("ping postgres: %w", err)

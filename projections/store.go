@@ -24,7 +24,7 @@ type Batch struct {
 	// leaves. A sweep batch (time passing, no event) has LastSeq == PrevSeq.
 	PrevSeq, LastSeq uint64
 	// SKUs are the changed SKUs. Their dirty orders are written; the caller
-	// clears the dirty marks once Prepare returned (or Commit returned nil).
+	// clears the dirty marks once Stage returned.
 	SKUs []*SKU
 	// Views, when not nil, holds SKUs[i].View() at index i, worked out once
 	// by the caller; nil means the store works them out.
@@ -46,7 +46,7 @@ type OrderKey struct {
 	Shop, SKU, OrderID string
 }
 
-// CommitFunc writes a prepared batch (see Store.Prepare).
+// CommitFunc writes a staged batch (see Writer.Stage).
 type CommitFunc func(ctx context.Context) error
 
 // OutboxAlert is an alert change committed but not yet known to be published.
@@ -69,10 +69,25 @@ type AlertFilter struct {
 // MaxReadRows bounds every list a store read returns.
 const MaxReadRows = 10000
 
-// Store is the read model: SKU states and views, alerts, the projector's
-// checkpoint and the alert outbox. Commit is atomic. Implementations are safe
-// for concurrent use: one projector writes while HTTP handlers read.
-type Store interface {
+// Reader is what the HTTP API reads of the read model. Every read answers
+// from the last commit.
+type Reader interface {
+	// SKU returns one SKU's view, or ErrNotFound.
+	SKU(ctx context.Context, shop, sku string) (View, error)
+	// SKUs returns a shop's SKU views ordered by sku, at most MaxReadRows.
+	SKUs(ctx context.Context, shop string) ([]View, error)
+	// Alerts returns alerts ordered by exposure (largest first), then raised_at.
+	Alerts(ctx context.Context, f AlertFilter) ([]Alert, error)
+	// OpenAlertTotals returns the open alerts of all shops by kind, for
+	// metrics.
+	OpenAlertTotals(ctx context.Context) (map[AlertKind]AlertTotal, error)
+	// Ping reports whether the store answers.
+	Ping(ctx context.Context) error
+}
+
+// Writer is what the projector needs of the read model: the state it folds
+// on and the atomic write of each batch.
+type Writer interface {
 	// Checkpoint returns the last stream sequence the named projector
 	// committed, 0 when none.
 	Checkpoint(ctx context.Context, projector string) (uint64, error)
@@ -83,36 +98,47 @@ type Store interface {
 	// KnownOrders returns, of the orders named by keys, those the store
 	// holds, whatever their state. Keys it does not hold are left out.
 	KnownOrders(ctx context.Context, keys []OrderKey) (map[OrderKey]Order, error)
-	// Commit writes a batch atomically: all of it or none of it. It
-	// returns ErrCheckpointMoved when the checkpoint is not b.PrevSeq.
-	Commit(ctx context.Context, b *Batch) error
-	// Prepare reads batch b (the SKUs' states and dirty orders, the views,
-	// the alerts) and returns its write: calling it commits b as Commit
-	// would, and it may be called again after a failure. Nothing of b is
-	// read after Prepare returns, so the caller may go on changing the
-	// same SKUs while the write runs: the projector folds one batch while
-	// the one before is being committed.
-	Prepare(b *Batch) (CommitFunc, error)
+	// Stage reads batch b (the SKUs' states and dirty orders, the views,
+	// the alerts) and returns its write: calling it commits b atomically,
+	// all of it or none of it, and returns ErrCheckpointMoved when the
+	// stored checkpoint is not b.PrevSeq. The write may be called again
+	// after a failure. Nothing of b is read after Stage returns, so the
+	// caller may go on changing the same SKUs while the write runs: the
+	// projector folds one batch while the one before is being committed.
+	Stage(b *Batch) (CommitFunc, error)
 	// DueSKUs returns up to limit SKUs whose stored NextDue is at or before
 	// now: candidates for the ship-promise sweep. NextDue is a lower bound,
 	// so a candidate may have nothing due; the sweep commits its advanced
 	// NextDue so that it stops being returned.
 	DueSKUs(ctx context.Context, now time.Time, limit int) ([]SKUKey, error)
+}
 
-	// SKU returns one SKU's view, or ErrNotFound.
-	SKU(ctx context.Context, shop, sku string) (View, error)
-	// SKUs returns a shop's SKU views ordered by sku, at most MaxReadRows.
-	SKUs(ctx context.Context, shop string) ([]View, error)
-	// Alerts returns alerts ordered by exposure (largest first), then raised_at.
-	Alerts(ctx context.Context, f AlertFilter) ([]Alert, error)
-
+// Outbox holds the alert changes committed and not yet known to be
+// published: each batch's changes are added in its transaction, and the
+// publisher removes them once the alert stream has them.
+type Outbox interface {
 	// PendingAlerts returns up to limit outbox entries, oldest first.
 	PendingAlerts(ctx context.Context, limit int) ([]OutboxAlert, error)
 	// DeletePendingAlerts removes outbox entries with ID ≤ upTo.
 	DeletePendingAlerts(ctx context.Context, upTo int64) error
+}
 
-	// Ping reports whether the store answers.
-	Ping(ctx context.Context) error
+// Store is a whole read model: what the API reads, what the projector
+// writes, and the outbox. Implementations are safe for concurrent use: one
+// projector writes while HTTP handlers read.
+type Store interface {
+	Reader
+	Writer
+	Outbox
 	// Close releases the store's resources.
 	Close()
+}
+
+// Commit stages batch b on w and writes it at once (see Writer.Stage).
+func Commit(ctx context.Context, w Writer, b *Batch) error {
+	write, err := w.Stage(b)
+	if err != nil {
+		return err
+	}
+	return write(ctx)
 }

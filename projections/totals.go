@@ -11,14 +11,7 @@ type AlertTotal struct {
 	ExposureFen int64
 }
 
-// AlertTotaler is implemented by stores that can sum the open alerts of every
-// shop by kind, for metrics.
-type AlertTotaler interface {
-	// OpenAlertTotals returns the open alerts of all shops by kind.
-	OpenAlertTotals(ctx context.Context) (map[AlertKind]AlertTotal, error)
-}
-
-// OpenAlertTotals implements AlertTotaler.
+// OpenAlertTotals implements Reader.
 func (m *MemoryStore) OpenAlertTotals(context.Context) (map[AlertKind]AlertTotal, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -34,7 +27,7 @@ func (m *MemoryStore) OpenAlertTotals(context.Context) (map[AlertKind]AlertTotal
 	return out, nil
 }
 
-// OpenAlertTotals implements AlertTotaler.
+// OpenAlertTotals implements Reader.
 func (p *PostgresStore) OpenAlertTotals(ctx context.Context) (map[AlertKind]AlertTotal, error) {
 	rows, err := p.pool.Query(ctx, `SELECT kind, count(*), coalesce(sum(exposure_fen), 0)::bigint FROM alerts WHERE state = 'open' GROUP BY kind`)
 	if err != nil {

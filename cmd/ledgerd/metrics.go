@@ -75,7 +75,7 @@ func (m *metrics) hooks() consumers.Hooks {
 
 // registerState adds the figures read at scrape time: projector lag and the
 // open alerts by kind with their exposure.
-func (m *metrics) registerState(js jetstream.JetStream, p projection, store projections.Store, log *slog.Logger) {
+func (m *metrics) registerState(js jetstream.JetStream, p projection, store projections.Reader, log *slog.Logger) {
 	m.reg.MustRegister(&stateCollector{js: js, projector: p, store: store, log: log,
 		lag:        prometheus.NewDesc("ledger_projector_lag_events", "Event stream last sequence minus the sequence the projector applied.", nil, nil),
 		appliedSeq: prometheus.NewDesc("ledger_projector_applied_seq", "Last event stream sequence the projector committed.", nil, nil),
@@ -89,7 +89,7 @@ func (m *metrics) registerState(js jetstream.JetStream, p projection, store proj
 type stateCollector struct {
 	js                              jetstream.JetStream
 	projector                       projection
-	store                           projections.Store
+	store                           projections.Reader
 	log                             *slog.Logger
 	lag, appliedSeq, open, exposure *prometheus.Desc
 	heldSKUs, heldOrders            *prometheus.Desc
@@ -116,11 +116,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		last := st.CachedInfo().State.LastSeq
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(last-min(last, applied)))
 	}
-	t, ok := c.store.(projections.AlertTotaler)
-	if !ok {
-		return
-	}
-	totals, err := t.OpenAlertTotals(ctx)
+	totals, err := c.store.OpenAlertTotals(ctx)
 	if err != nil {
 		c.log.Warn("metrics: open alert totals", "err", err)
 		return

@@ -217,7 +217,7 @@ func (f *feed) batch() *projections.Batch {
 func (f *feed) commit() {
 	f.t.Helper()
 	b := f.batch()
-	if err := f.store.Commit(f.t.Context(), b); err != nil {
+	if err := projections.Commit(f.t.Context(), f.store, b); err != nil {
 		f.t.Fatalf("commit batch %d..%d: %v", b.PrevSeq, b.LastSeq, err)
 	}
 	f.committed = b.LastSeq
@@ -543,7 +543,7 @@ func testCheckpointMoved(t *testing.T, s projections.Store) {
 	for _, prev := range []uint64{1, 0, f.committed + 1} {
 		b := f.batch()
 		b.PrevSeq = prev
-		err := s.Commit(ctx, b)
+		err := projections.Commit(ctx, s, b)
 		if !errors.Is(err, projections.ErrCheckpointMoved) {
 			t.Errorf("Commit with PrevSeq %d on checkpoint %d: got %v, want ErrCheckpointMoved", prev, f.committed, err)
 		}
@@ -551,7 +551,7 @@ func testCheckpointMoved(t *testing.T, s projections.Store) {
 	// A projector with no checkpoint is at 0.
 	b := f.batch()
 	b.Projector, b.PrevSeq = "fresh", 2
-	if err := s.Commit(ctx, b); !errors.Is(err, projections.ErrCheckpointMoved) {
+	if err := projections.Commit(ctx, s, b); !errors.Is(err, projections.ErrCheckpointMoved) {
 		t.Errorf("Commit of a new projector with PrevSeq 2: got %v, want ErrCheckpointMoved", err)
 	}
 
