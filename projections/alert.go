@@ -1,6 +1,9 @@
 package projections
 
-import "time"
+import (
+	"stockledger/ledger"
+	"time"
+)
 
 // AlertKind names why an alert was raised.
 type AlertKind string
@@ -60,27 +63,27 @@ type Alert struct {
 // View is the read side of one SKU: the platform's figure and the real ones
 // side by side. It is what GET /v1/shops/{shop}/skus/{sku} answers.
 type View struct {
-	Shop             string    `json:"shop"`
-	SKU              string    `json:"sku"`
-	Title            string    `json:"title"`
-	Status           Status    `json:"status"`
-	SalesForm        string    `json:"sales_form"`
-	ShipWithinHours  int       `json:"ship_within_hours,omitempty"`
-	ShipWithinDays   int       `json:"ship_within_days,omitempty"`
-	PriceFen         int64     `json:"price_fen"`
-	Listed           int64     `json:"listed"`
-	OnHand           int64     `json:"on_hand"`
-	Committed        int64     `json:"committed"`
-	Available        int64     `json:"available"`
-	Capacity         int64     `json:"capacity"`
-	PresaleCommitted int64     `json:"presale_committed"`
-	CapacityLeft     int64     `json:"capacity_left"`
-	OpenOrders       int64     `json:"open_orders"`
-	LateOrders       int64     `json:"late_orders"`
-	ExposureFen      int64     `json:"exposure_fen"`
-	OpenAlerts       int64     `json:"open_alerts"`
-	LastSeq          uint64    `json:"last_seq"`
-	UpdatedAt        time.Time `json:"updated_at"`
+	Shop             string           `json:"shop"`
+	SKU              string           `json:"sku"`
+	Title            string           `json:"title"`
+	Status           Status           `json:"status"`
+	SalesForm        ledger.SalesForm `json:"sales_form"`
+	ShipWithinHours  int              `json:"ship_within_hours,omitempty"`
+	ShipWithinDays   int              `json:"ship_within_days,omitempty"`
+	PriceFen         int64            `json:"price_fen"`
+	Listed           int64            `json:"listed"`
+	OnHand           int64            `json:"on_hand"`
+	Committed        int64            `json:"committed"`
+	Available        int64            `json:"available"`
+	Capacity         int64            `json:"capacity"`
+	PresaleCommitted int64            `json:"presale_committed"`
+	CapacityLeft     int64            `json:"capacity_left"`
+	OpenOrders       int64            `json:"open_orders"`
+	LateOrders       int64            `json:"late_orders"`
+	ExposureFen      int64            `json:"exposure_fen"`
+	OpenAlerts       int64            `json:"open_alerts"`
+	LastSeq          uint64           `json:"last_seq"`
+	UpdatedAt        time.Time        `json:"updated_at"`
 	// ViewPace adds pace_per_hour, sellout_eta, live_id and sales_by_minute.
 	ViewPace
 }
@@ -90,7 +93,7 @@ type View struct {
 // else late when late), plus the phantom units' risk.
 func (s *SKU) View() View {
 	v := View{
-		Shop: s.Shop, SKU: s.SKU, Title: s.Title, Status: s.Status, SalesForm: string(s.SalesForm),
+		Shop: s.Shop, SKU: s.SKU, Title: s.Title, Status: s.Status, SalesForm: s.SalesForm,
 		ShipWithinHours: s.ShipWithinHours, ShipWithinDays: s.ShipWithinDays, PriceFen: s.PriceFen,
 		Listed: s.Listed, OnHand: s.OnHand, Committed: s.Committed, Available: s.OnHand - s.Committed,
 		Capacity: s.Capacity, PresaleCommitted: s.PresaleCommitted, CapacityLeft: s.Capacity - s.PresaleCommitted,
@@ -102,7 +105,7 @@ func (s *SKU) View() View {
 			v.LateOrders++
 		}
 		left := &spotLeft
-		if o.SalesForm == "presale" {
+		if o.SalesForm == ledger.Presale {
 			left = &presaleLeft
 		}
 		switch {

@@ -144,7 +144,7 @@ func (r *foldRun) applyAll(events ...ledger.Event) []projections.Alert {
 // CapacityLeft are checked against their definitions separately.
 type foldFigures struct {
 	Status           projections.Status
-	SalesForm        string
+	SalesForm        ledger.SalesForm
 	PriceFen         int64
 	Listed           int64
 	OnHand           int64
@@ -680,7 +680,7 @@ func TestFoldRefusesListingChange(t *testing.T) {
 			change.At = foldT0.Add(-7 * hr)
 			r.apply(change)
 			v := s.View()
-			if v.Status != projections.StatusListed || v.SalesForm != string(change.SalesForm) ||
+			if v.Status != projections.StatusListed || v.SalesForm != change.SalesForm ||
 				v.ShipWithinHours != change.ShipWithinHours || v.ShipWithinDays != change.ShipWithinDays {
 				t.Errorf("after delisting, relisting gave status %s form %s hours %d days %d; want listed %s %d %d",
 					v.Status, v.SalesForm, v.ShipWithinHours, v.ShipWithinDays, change.SalesForm, change.ShipWithinHours, change.ShipWithinDays)

@@ -539,7 +539,7 @@ type skuColumns struct {
 func (c *skuColumns) add(s *SKU, v *View, state []byte) {
 	c.shop, c.sku, c.state = append(c.shop, s.Shop), append(c.sku, s.SKU), append(c.state, state)
 	c.nextDue, c.updatedAt = append(c.nextDue, nullTime(s.NextDue)), append(c.updatedAt, &v.UpdatedAt)
-	c.title, c.status, c.salesForm = append(c.title, v.Title), append(c.status, string(v.Status)), append(c.salesForm, v.SalesForm)
+	c.title, c.status, c.salesForm = append(c.title, v.Title), append(c.status, string(v.Status)), append(c.salesForm, string(v.SalesForm))
 	c.hours, c.days = append(c.hours, v.ShipWithinHours), append(c.days, v.ShipWithinDays)
 	c.price, c.listed, c.onHand = append(c.price, v.PriceFen), append(c.listed, v.Listed), append(c.onHand, v.OnHand)
 	c.committed, c.available = append(c.committed, v.Committed), append(c.available, v.Available)

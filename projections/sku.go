@@ -392,7 +392,7 @@ func (s *SKU) advance(now time.Time, changes []Alert) []Alert {
 			Kind: ShipLate, OrderID: o.ID, Seq: o.Seq, RaisedAt: o.Due,
 			UnitsShort: o.Qty, ExposureFen: LateCompensationFen(v),
 			Message: fmt.Sprintf("order %s (%d units, %s) was due to ship by %s and has not shipped: late compensation %s",
-				o.ID, o.Qty, yuan(v), o.Due.Format(time.RFC3339), yuan(LateCompensationFen(v))),
+				o.ID, o.Qty, Yuan(v), o.Due.Format(time.RFC3339), Yuan(LateCompensationFen(v))),
 		})
 	}
 	s.NextDue = next
@@ -531,7 +531,7 @@ func (s *SKU) evaluate(seq uint64, at time.Time, changes []Alert) []Alert {
 		units, exposure := s.unserved(ledger.Spot, s.OnHand)
 		changes = s.raise(changes, Alert{Kind: Oversold, Seq: seq, RaisedAt: at, UnitsShort: short, ExposureFen: exposure,
 			Message: fmt.Sprintf("%d units sold as spot with %d on hand: %d orders (%d units) cannot ship, compensation %s",
-				s.Committed, s.OnHand, units.orders, units.qty, yuan(exposure))})
+				s.Committed, s.OnHand, units.orders, units.qty, Yuan(exposure))})
 	} else {
 		changes = s.resolve(changes, alertKey(Oversold, ""), seq, at)
 	}
@@ -540,7 +540,7 @@ func (s *SKU) evaluate(seq uint64, at time.Time, changes []Alert) []Alert {
 		units, exposure := s.unserved(ledger.Presale, s.Capacity)
 		changes = s.raise(changes, Alert{Kind: CapacityExceeded, Seq: seq, RaisedAt: at, UnitsShort: short, ExposureFen: exposure,
 			Message: fmt.Sprintf("%d presale units sold against %d confirmed by suppliers: %d orders (%d units) cannot ship, compensation %s",
-				s.PresaleCommitted, s.Capacity, units.orders, units.qty, yuan(exposure))})
+				s.PresaleCommitted, s.Capacity, units.orders, units.qty, Yuan(exposure))})
 	} else {
 		changes = s.resolve(changes, alertKey(CapacityExceeded, ""), seq, at)
 	}
@@ -552,7 +552,7 @@ func (s *SKU) evaluate(seq uint64, at time.Time, changes []Alert) []Alert {
 			// moves listed and the real limit together leaves the alert as
 			// it is, instead of publishing a new revision per sale.
 			Message: fmt.Sprintf("the platform offers %d units more than the %s: selling them risks %s",
-				units, s.limitName(), yuan(units*per))})
+				units, s.limitName(), Yuan(units*per))})
 	} else {
 		changes = s.resolve(changes, alertKey(PhantomStock, ""), seq, at)
 	}
@@ -657,13 +657,4 @@ func alertKey(kind AlertKind, orderID string) string {
 		return string(kind)
 	}
 	return string(kind) + "/" + orderID
-}
-
-// yuan formats fen as yuan for messages: 8910 → "¥89.10".
-func yuan(fen int64) string {
-	sign := ""
-	if fen < 0 {
-		sign, fen = "-", -fen
-	}
-	return fmt.Sprintf("%s¥%d.%02d", sign, fen/100, fen%100)
 }

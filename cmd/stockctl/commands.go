@@ -30,7 +30,7 @@ type view struct {
 
 // real is the SKU's real limit: available for spot, capacity_left for presale.
 func (v view) real() int64 {
-	if v.SalesForm == "presale" {
+	if v.SalesForm == ledger.Presale {
 		return v.CapacityLeft
 	}
 	return v.Available
@@ -282,7 +282,7 @@ func (c *cli) sku(ctx context.Context, args []string, getenv func(string) string
 	}
 	row("sku", v.Shop+"/"+v.SKU)
 	row("title", v.Title)
-	row("status", string(v.Status)+" "+v.SalesForm)
+	row("status", string(v.Status)+" "+string(v.SalesForm))
 	row("price", yuan(v.PriceFen))
 	row("listed (platform)", v.Listed)
 	row("on hand", v.OnHand)
