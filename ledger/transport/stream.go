@@ -132,6 +132,8 @@ func DeadStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		MaxMsgSize:  1 << 20,
 		Duplicates:  DuplicateWindow,
 		Replicas:    replicas(o),
+		// A SKU's history reads its refusals by subject with direct gets.
+		AllowDirect: true,
 	}
 }
 
