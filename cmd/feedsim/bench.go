@@ -148,6 +148,34 @@ func flashSaleGenConfig() genConfig {
 // runBench runs each durability mode in a child process of its own (so that
 // its peak RSS is its own) and prints the table.
 func runBench(ctx context.Context, args []string, getenv func(string) string) error {
+	bc, err := parseBenchFlags(args, getenv)
+	if err != nil {
+		return err
+	}
+	if bc.child != "" {
+		r, err := runMode(ctx, bc)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(os.Stdout).Encode(r)
+	}
+	modes := strings.Split(bc.modes, ",")
+	for _, m := range modes {
+		if m != "interval" && m != "always" {
+			return fmt.Errorf("-modes %q: each must be interval or always", bc.modes)
+		}
+	}
+	rep, err := runModes(ctx, bc, args, modes)
+	if err != nil {
+		return err
+	}
+	printTable(os.Stdout, rep, modes)
+	return writeJSON(bc.jsonFile, rep)
+}
+
+// parseBenchFlags reads the bench's flags from args, with DATABASE_URL from
+// getenv as the default of -database-url, and checks them.
+func parseBenchFlags(args []string, getenv func(string) string) (benchConfig, error) {
 	bc := benchConfig{gen: flashSaleGenConfig(), progress: os.Stderr}
 	fs := flag.NewFlagSet("feedsim bench", flag.ContinueOnError)
 	genFlags(fs, &bc.gen, &bc.start)
@@ -166,56 +194,65 @@ func runBench(ctx context.Context, args []string, getenv func(string) string) er
 	fs.StringVar(&bc.cpuProfile, "cpuprofile", "", "write a CPU profile of each mode's end-to-end and rebuild phases to FILE.<mode>")
 	fs.DurationVar(&bc.dupWindow, "dup-window", 0, "diagnostic: the event stream's duplicate window instead of the ledger's "+transport.DuplicateWindow.String()+" (its message ids are held in memory)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return bc, err
 	}
 	if err := parseStart(&bc.gen, bc.start); err != nil {
-		return err
+		return bc, err
 	}
 	if bc.sz.HotrowClients < 1 || bc.sz.HotrowClients > hotrowClientsMax {
-		return fmt.Errorf("-hotrow-clients %d: must be 1 to %d", bc.sz.HotrowClients, hotrowClientsMax)
+		return bc, fmt.Errorf("-hotrow-clients %d: must be 1 to %d", bc.sz.HotrowClients, hotrowClientsMax)
 	}
-	if bc.child != "" {
-		r, err := runMode(ctx, bc)
-		if err != nil {
-			return err
-		}
-		return json.NewEncoder(os.Stdout).Encode(r)
-	}
-	modes := strings.Split(bc.modes, ",")
-	for _, m := range modes {
-		if m != "interval" && m != "always" {
-			return fmt.Errorf("-modes %q: each must be interval or always", bc.modes)
-		}
-	}
+	return bc, nil
+}
+
+// runModes runs each of modes in a child process, one after the other, and
+// gathers their results with the machine's description.
+func runModes(ctx context.Context, bc benchConfig, args, modes []string) (*benchReport, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("find own executable: %w", err)
+		return nil, fmt.Errorf("find own executable: %w", err)
 	}
-	rep := benchReport{Machine: machine(ctx, bc.databaseURL), Command: "feedsim bench " + strings.Join(args, " "), Modes: map[string]*modeResult{}}
+	rep := &benchReport{Machine: machine(ctx, bc.databaseURL), Command: "feedsim bench " + strings.Join(args, " "), Modes: map[string]*modeResult{}}
 	for _, m := range modes {
-		childArgs := append([]string{"bench", "-child", m}, args...)
-		cmd := exec.CommandContext(ctx, self, childArgs...)
-		// Stopped, the child is interrupted rather than killed, so that it
-		// drops its schema and removes its store directory.
-		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-		cmd.WaitDelay = childStopWait
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("mode %s: %w", m, err)
+		r, err := runModeChild(ctx, self, m, args)
+		if err != nil {
+			return nil, err
 		}
-		var r modeResult
-		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
-			return fmt.Errorf("mode %s: read result: %w", m, err)
-		}
-		rep.Modes[m] = &r
+		rep.Modes[m] = r
 	}
-	printTable(os.Stdout, &rep, modes)
-	if bc.jsonFile != "" {
-		data, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(bc.jsonFile, append(data, '\n'), 0o644); err != nil {
-			return fmt.Errorf("-json %s: %w", bc.jsonFile, err)
-		}
+	return rep, nil
+}
+
+// runModeChild runs mode in a child process of self, given the bench's own
+// args, and reads the child's result from its stdout; the child's stderr
+// (its progress lines) goes to ours.
+func runModeChild(ctx context.Context, self, mode string, args []string) (*modeResult, error) {
+	childArgs := append([]string{"bench", "-child", mode}, args...)
+	cmd := exec.CommandContext(ctx, self, childArgs...)
+	// Stopped, the child is interrupted rather than killed, so that it
+	// drops its schema and removes its store directory.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = childStopWait
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("mode %s: %w", mode, err)
+	}
+	var r modeResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		return nil, fmt.Errorf("mode %s: read result: %w", mode, err)
+	}
+	return &r, nil
+}
+
+// writeJSON writes rep, indented, to file when file is set.
+func writeJSON(file string, rep *benchReport) error {
+	if file == "" {
+		return nil
+	}
+	data, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(file, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("-json %s: %w", file, err)
 	}
 	return nil
 }
