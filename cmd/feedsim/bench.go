@@ -626,88 +626,125 @@ func benchRaw(ctx context.Context, bc benchConfig, nc *nats.Conn, r *modeResult)
 	}
 	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), rawStream) }()
 
-	g, err := newGenerator(bc.gen)
+	feed, err := newRawFeed(bc.gen)
 	if err != nil {
 		return err
 	}
-	pending := g.Setup()
-	msg := func(e *ledger.Event) (*nats.Msg, jetstream.PublishOpt, error) {
-		if e.ID == "" {
-			return nil, nil, errors.New("event without id")
-		}
-		data, err := ledger.EncodeEvent(e)
-		if err != nil {
-			return nil, nil, err
-		}
-		return &nats.Msg{Subject: rawSubjectRoot + "." + e.Shop + "." + e.SKU, Data: data}, jetstream.WithMsgID(e.IdempotencyKey()), nil
-	}
-	next := func() ledger.Event {
-		for len(pending) == 0 {
-			pending = g.Next(pending[:0:0])
-		}
-		e := pending[0]
-		pending = pending[1:]
-		return e
-	}
 	n := bc.sz.RawEvents
+	if r.RawPublishEPS, err = rawPublishAsync(ctx, js, feed, n); err != nil {
+		return err
+	}
+	if r.RawReadEPS, err = rawReadBack(ctx, stream, n); err != nil {
+		return err
+	}
+	// Synchronous, one message at a time: what a feed without batching or
+	// async gets, and the yardstick of the SyncAlways target.
+	r.RawSyncPublishEPS, err = rawPublishSync(ctx, js, feed, bc.sz.RawSyncSeconds)
+	return err
+}
+
+// rawFeed hands out the feed as the raw baseline publishes it: the setup,
+// then the generator's events, each as a message on rawSubjectRoot.
+type rawFeed struct {
+	g       *generator
+	pending []ledger.Event
+}
+
+func newRawFeed(c genConfig) (*rawFeed, error) {
+	g, err := newGenerator(c)
+	if err != nil {
+		return nil, err
+	}
+	return &rawFeed{g: g, pending: g.Setup()}, nil
+}
+
+// next returns the next event's message and its message id.
+func (f *rawFeed) next() (*nats.Msg, jetstream.PublishOpt, error) {
+	for len(f.pending) == 0 {
+		f.pending = f.g.Next(f.pending[:0:0])
+	}
+	e := f.pending[0]
+	f.pending = f.pending[1:]
+	return rawMsg(&e)
+}
+
+// rawMsg encodes e as the raw baseline's message, with the id the ledger's
+// publisher would give it.
+func rawMsg(e *ledger.Event) (*nats.Msg, jetstream.PublishOpt, error) {
+	if e.ID == "" {
+		return nil, nil, errors.New("event without id")
+	}
+	data, err := ledger.EncodeEvent(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &nats.Msg{Subject: rawSubjectRoot + "." + e.Shop + "." + e.SKU, Data: data}, jetstream.WithMsgID(e.IdempotencyKey()), nil
+}
+
+// rawPublishAsync publishes n messages of feed asynchronously and returns
+// the messages per second until the last is acknowledged.
+func rawPublishAsync(ctx context.Context, js jetstream.JetStream, feed *rawFeed, n int) (float64, error) {
 	begin := time.Now()
 	for i := range n {
 		if i%ledger.MaxBatch == 0 && ctx.Err() != nil {
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
-		e := next()
-		m, opt, err := msg(&e)
+		m, opt, err := feed.next()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if _, err := js.PublishMsgAsync(m, opt, jetstream.WithStallWait(30*time.Second)); err != nil {
-			return fmt.Errorf("publish async: %w", err)
+			return 0, fmt.Errorf("publish async: %w", err)
 		}
 	}
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	case <-time.After(catchUpMax):
-		return errors.New("async publishes not acknowledged in time")
+		return 0, errors.New("async publishes not acknowledged in time")
 	}
-	r.RawPublishEPS = float64(n) / time.Since(begin).Seconds()
+	return float64(n) / time.Since(begin).Seconds(), nil
+}
 
-	begin = time.Now()
+// rawReadBack reads the first n messages of stream with an ordered consumer
+// and returns the messages per second.
+func rawReadBack(ctx context.Context, stream jetstream.Stream, n int) (float64, error) {
+	begin := time.Now()
 	oc, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	it, err := oc.Messages(jetstream.PullMaxMessages(2000))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for i := 0; i < n; i++ {
 		if _, err := it.Next(); err != nil {
 			it.Stop()
-			return fmt.Errorf("read back message %d: %w", i+1, err)
+			return 0, fmt.Errorf("read back message %d: %w", i+1, err)
 		}
 	}
 	it.Stop()
-	r.RawReadEPS = float64(n) / time.Since(begin).Seconds()
+	return float64(n) / time.Since(begin).Seconds(), nil
+}
 
-	// Synchronous, one message at a time: what a feed without batching or
-	// async gets, and the yardstick of the SyncAlways target.
+// rawPublishSync publishes feed's messages one at a time, each waiting for
+// its ack, for seconds, and returns the messages per second.
+func rawPublishSync(ctx context.Context, js jetstream.JetStream, feed *rawFeed, seconds float64) (float64, error) {
 	count := 0
-	begin = time.Now()
-	for time.Since(begin).Seconds() < bc.sz.RawSyncSeconds && ctx.Err() == nil {
-		e := next()
-		m, opt, err := msg(&e)
+	begin := time.Now()
+	for time.Since(begin).Seconds() < seconds && ctx.Err() == nil {
+		m, opt, err := feed.next()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if _, err := js.PublishMsg(ctx, m, opt); err != nil {
-			return fmt.Errorf("publish: %w", err)
+			return 0, fmt.Errorf("publish: %w", err)
 		}
 		count++
 	}
-	r.RawSyncPublishEPS = float64(count) / time.Since(begin).Seconds()
-	return nil
+	return float64(count) / time.Since(begin).Seconds(), nil
 }
 
 // benchHotrow measures the usual alternative: one stock row per SKU, each
