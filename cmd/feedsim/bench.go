@@ -751,13 +751,7 @@ func rawPublishSync(ctx context.Context, js jetstream.JetStream, feed *rawFeed, 
 // sale of the same feed one transaction that takes the units off the row if
 // enough are left.
 func benchHotrow(ctx context.Context, bc benchConfig, schema string, r *modeResult) error {
-	cfg, err := pgxpool.ParseConfig(bc.databaseURL)
-	if err != nil {
-		return err
-	}
-	cfg.MaxConns = int32(bc.sz.HotrowClients)
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := openHotrowPool(ctx, bc.databaseURL, schema, bc.sz.HotrowClients)
 	if err != nil {
 		return err
 	}
@@ -769,35 +763,75 @@ func benchHotrow(ctx context.Context, bc benchConfig, schema string, r *modeResu
 	if err != nil {
 		return err
 	}
+	if err := stockHotrow(ctx, pool, g); err != nil {
+		return err
+	}
+	sales := hotrowSales(g, bc.sz.HotrowSeconds)
+	duration := time.Duration(bc.sz.HotrowSeconds * float64(time.Second))
+	ops, err := runHotrowClients(ctx, pool, sales, bc.sz.HotrowClients, duration)
+	if err != nil {
+		return err
+	}
+	r.HotrowOps = ops
+	return nil
+}
+
+// openHotrowPool opens a pool to url of at most one connection per client,
+// with schema as the search path.
+func openHotrowPool(ctx context.Context, url, schema string, clients int) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns = int32(clients)
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// stockHotrow inserts the stock row of each of g's SKUs.
+func stockHotrow(ctx context.Context, pool *pgxpool.Pool, g *generator) error {
 	// Every SKU starts with more units than the run can sell, so that every
 	// order takes the row lock and changes it (the costly path).
 	var keys []string
 	for _, s := range g.skus {
 		keys = append(keys, s.shop+"/"+s.sku)
 	}
-	if _, err := pool.Exec(ctx, `INSERT INTO hotrow_stock SELECT unnest($1::text[]), 1000000000`, keys); err != nil {
-		return err
-	}
-	type sale struct {
-		key string
-		qty int64
-	}
-	var sales []sale
+	_, err := pool.Exec(ctx, `INSERT INTO hotrow_stock SELECT unnest($1::text[]), 1000000000`, keys)
+	return err
+}
+
+// hotrowSale is one sale of the feed as the hot-row baseline applies it.
+type hotrowSale struct {
+	key string
+	qty int64
+}
+
+// hotrowSales takes the sales of g's feed, enough for seconds of the phase
+// and at most hotrowSalesMax.
+func hotrowSales(g *generator, seconds float64) []hotrowSale {
+	var sales []hotrowSale
 	buf := make([]ledger.Event, 0, 8)
-	for len(sales) < hotrowSalesMax && len(sales) < int(bc.sz.HotrowSeconds*50_000) {
+	for len(sales) < hotrowSalesMax && len(sales) < int(seconds*50_000) {
 		buf = g.Next(buf[:0])
 		for _, e := range buf {
 			if e.Type == ledger.Sale {
-				sales = append(sales, sale{e.Shop + "/" + e.SKU, *e.Qty})
+				sales = append(sales, hotrowSale{e.Shop + "/" + e.SKU, *e.Qty})
 			}
 		}
 	}
+	return sales
+}
+
+// runHotrowClients applies sales in order from clients goroutines, each
+// sale one UPDATE, until duration has passed or the sales run out, and
+// returns the sales applied per second.
+func runHotrowClients(ctx context.Context, pool *pgxpool.Pool, sales []hotrowSale, clients int, duration time.Duration) (float64, error) {
 	var next, done atomic.Int64
-	deadline := time.Now().Add(time.Duration(bc.sz.HotrowSeconds * float64(time.Second)))
+	deadline := time.Now().Add(duration)
 	var wg sync.WaitGroup
-	errc := make(chan error, bc.sz.HotrowClients)
+	errc := make(chan error, clients)
 	begin := time.Now()
-	for range bc.sz.HotrowClients {
+	for range clients {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
 				i := next.Add(1) - 1
@@ -817,11 +851,10 @@ func benchHotrow(ctx context.Context, bc benchConfig, schema string, r *modeResu
 	elapsed := time.Since(begin)
 	select {
 	case err := <-errc:
-		return err
+		return 0, err
 	default:
 	}
-	r.HotrowOps = float64(done.Load()) / elapsed.Seconds()
-	return nil
+	return float64(done.Load()) / elapsed.Seconds(), nil
 }
 
 // benchE2E publishes the feed through the ledger's publisher as fast as it
