@@ -19,8 +19,7 @@ import (
 // Alert-latency phase bounds and settings.
 const (
 	// alertRate is the steady rate of the alert-latency phase (the target's),
-	// and
-	// probeEvery puts one probe sale among that many events.
+	// and probeEvery puts one probe sale among that many events.
 	alertRate  = 5_000
 	probeEvery = 10
 	// alertWarmup is left out of the latency figures.

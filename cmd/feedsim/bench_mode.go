@@ -98,7 +98,8 @@ func startNATS(dir, mode string) (*server.Server, error) {
 }
 
 // ensureBenchStreams creates the ledger's streams and view bucket through
-// nc, as ledgerd does, and returns the JetStream they were created with.
+// nc, as ledgerd does (the event stream's duplicate window dupWindow when
+// above 0), and returns the JetStream they were created with.
 func ensureBenchStreams(ctx context.Context, nc *nats.Conn, dupWindow time.Duration) (jetstream.JetStream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
