@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -117,9 +116,10 @@ type Projector struct {
 	// flight.
 	ckpt, folded uint64
 	inflight     *flight
+	dec          decoder
+	deads        *deadLetters
 	alertFloor   uint64
 	outboxKick   chan struct{}
-	deadCount    atomic.Uint64
 	appliedRuns  atomic.Uint64
 	// heldSKUs and heldOrders count the SKU states cached and the orders
 	// they hold, recounted at most every heldCountEvery (see Held).
@@ -160,8 +160,11 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
+	log := o.Log.With("projector", o.Name)
 	return &Projector{
-		nc: nc, js: js, store: store, o: o, log: o.Log.With("projector", o.Name),
+		nc: nc, js: js, store: store, o: o, log: log,
+		dec:        decoder{own: ownership{partitions: o.Partitions, part: o.Partition}},
+		deads:      &deadLetters{js: js, hook: o.Hooks.DeadLettered, log: log},
 		advance:    make(chan struct{}),
 		cache:      make(map[projections.SKUKey]*projections.SKU),
 		outboxKick: make(chan struct{}, 1),
@@ -199,7 +202,7 @@ func (p *Projector) Applied() uint64 { return p.applied.Load() }
 
 // DeadLettered returns how many messages this process sent to the dead-letter
 // stream.
-func (p *Projector) DeadLettered() uint64 { return p.deadCount.Load() }
+func (p *Projector) DeadLettered() uint64 { return p.deads.sent() }
 
 // WaitApplied waits until the projector has committed stream sequence seq,
 // or ctx ends (its error returned).
@@ -316,7 +319,7 @@ func (p *Projector) consume(ctx context.Context) error {
 			}
 			// Decoding and validating here overlaps them with the fold
 			// loop's commit of the batch before.
-			msgs <- p.predecode(m)
+			msgs <- p.dec.predecode(m)
 		}
 	}()
 	defer func() {
@@ -461,13 +464,6 @@ func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	return c, nil
 }
 
-// dead is a message the projector refuses, with the reason.
-type dead struct {
-	msg    jetstream.Msg
-	seq    uint64
-	reason string
-}
-
 // applyBatch folds, commits and acknowledges one batch and waits for it:
 // process, then land. Tests drive the projector with it.
 func (p *Projector) applyBatch(ctx context.Context, batch []jetstream.Msg) error {
@@ -558,7 +554,7 @@ func (p *Projector) foldBatch(ctx context.Context, batch []jetstream.Msg) error 
 		}
 		next, lastSeq = seq+1, seq
 
-		e, reason := p.decodeOnce(m, meta)
+		e, reason := p.dec.decodeOnce(m, meta)
 		if reason != "" {
 			deads = append(deads, dead{m, seq, reason})
 			continue
@@ -624,7 +620,7 @@ func (p *Projector) foldBatch(ctx context.Context, batch []jetstream.Msg) error 
 		alerts = append(alerts, s.Advance(now)...)
 	}
 	p.folded = lastSeq
-	if err := p.deadLetter(ctx, deads); err != nil {
+	if err := p.deads.send(ctx, deads); err != nil {
 		return p.reset(ctx, err)
 	}
 	// One write in flight at a time: land the one before.
@@ -807,80 +803,6 @@ func (p *Projector) checkDelivery(meta *jetstream.MsgMetadata) error {
 	return nil
 }
 
-// decodedMsg is a delivered message with its metadata and its decoded event
-// (or the reason it is refused), worked out by the reader goroutine. Ack and
-// the rest go to the message itself.
-type decodedMsg struct {
-	jetstream.Msg
-	meta    *jetstream.MsgMetadata
-	metaErr error
-	event   ledger.Event
-	reason  string
-}
-
-// Metadata returns the metadata parsed once by the reader.
-func (d *decodedMsg) Metadata() (*jetstream.MsgMetadata, error) { return d.meta, d.metaErr }
-
-// predecode parses a delivered message's metadata and decodes its event.
-// It reads only the projector's fixed options: safe beside the fold loop.
-func (p *Projector) predecode(m jetstream.Msg) jetstream.Msg {
-	d := &decodedMsg{Msg: m}
-	if d.meta, d.metaErr = m.Metadata(); d.metaErr == nil {
-		d.event, d.reason = p.decode(m, d.meta)
-	}
-	return d
-}
-
-// decodeOnce returns the event the reader decoded, or decodes it now for a
-// message that did not come through the reader.
-func (p *Projector) decodeOnce(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger.Event, string) {
-	if d, ok := m.(*decodedMsg); ok && d.metaErr == nil {
-		return d.event, d.reason
-	}
-	return p.decode(m, meta)
-}
-
-// decode turns a message into a valid event for its subject, or says why not.
-func (p *Projector) decode(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger.Event, string) {
-	e, reason := decodeStored(m.Data(), m.Subject(), meta.Sequence.Stream, meta.Timestamp, p.o.Partitions)
-	if reason == "" && !p.owns(e.Shop) {
-		return e, fmt.Sprintf("subject %q: shop %q is not in partition %d of %d", m.Subject(), e.Shop, p.o.Partition, p.o.Partitions)
-	}
-	return e, reason
-}
-
-// decodeStored turns a stored message into a valid event for its stored
-// subject (with partitions, stock.events.<p>.<shop>.<sku>), or says why not. Used by the projector and by the as-of fold alike.
-func decodeStored(data []byte, subject string, seq uint64, stored time.Time, partitions int) (ledger.Event, string) {
-	e, err := ledger.DecodeEvent(data)
-	if err != nil {
-		return e, "decode: " + err.Error()
-	}
-	// A feed publishing straight onto NATS may leave out id and at: the id
-	// is derived from the stream position, the time is the store time, so
-	// that a rebuild gives the same values.
-	if e.ID == "" {
-		e.ID = uuid.NewSHA1(eventNamespace, strconv.AppendUint(nil, seq, 10)).String()
-	}
-	if e.At.IsZero() {
-		e.At = stored.UTC()
-	}
-	if err := e.Validate(); err != nil {
-		return e, "validate: " + err.Error()
-	}
-	// The ingest clock of a raw publish is the store time: judged against
-	// it, a rebuild refuses the same events.
-	if err := e.CheckClock(stored); err != nil {
-		return e, "validate: " + err.Error()
-	}
-	if subject != transport.StoredEventSubject(e.Shop, e.SKU, partitions) {
-		return e, fmt.Sprintf("subject %q does not match the event's shop %q and sku %q", subject, e.Shop, e.SKU)
-	}
-	return e, ""
-}
-
-var eventNamespace = uuid.MustParse("9e0d6b7c-51b4-4c55-8a3f-6d0e2f7a1b83")
-
 func (p *Projector) load(ctx context.Context, k projections.SKUKey) (*projections.SKU, error) {
 	if s, ok := p.cache[k]; ok {
 		return s, nil
@@ -953,30 +875,6 @@ func (p *Projector) publishViews(changed []*projections.SKU, views [][]byte) {
 	}
 }
 
-// deadLetter publishes refused messages to the dead-letter stream and waits
-// for the acks: a message is never acknowledged before it is either applied
-// or dead-lettered.
-func (p *Projector) deadLetter(ctx context.Context, deads []dead) error {
-	for _, d := range deads {
-		msg := &nats.Msg{Subject: transport.DeadSubject(d.msg.Subject()), Data: d.msg.Data(), Header: nats.Header{}}
-		msg.Header.Set(transport.HeaderDeadReason, truncate(d.reason, 1024))
-		msg.Header.Set(transport.HeaderDeadSubject, d.msg.Subject())
-		msg.Header.Set(transport.HeaderDeadSeq, strconv.FormatUint(d.seq, 10))
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID("dead-"+strconv.FormatUint(d.seq, 10)), jetstream.WithExpectStream(transport.DeadStream))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("dead-letter seq %d: %w", d.seq, err)
-		}
-		p.deadCount.Add(1)
-		if p.o.Hooks.DeadLettered != nil {
-			p.o.Hooks.DeadLettered()
-		}
-		p.log.Warn("event dead-lettered", "seq", d.seq, "subject", d.msg.Subject(), "reason", truncate(d.reason, 300))
-	}
-	return nil
-}
-
 // sweep raises ship_late for orders whose promise has passed since the last
 // event of their SKU, and commits those changes at the current checkpoint.
 func (p *Projector) sweep(ctx context.Context) error {
@@ -989,7 +887,7 @@ func (p *Projector) sweep(ctx context.Context) error {
 	var changed []*projections.SKU
 	var alerts []projections.Alert
 	for _, k := range keys {
-		if !p.owns(k.Shop) {
+		if !p.dec.own.owns(k.Shop) {
 			continue
 		}
 		s, err := p.load(ctx, k)
@@ -1103,13 +1001,6 @@ func (p *Projector) lastPublishedAlertCheckpoint(ctx context.Context) uint64 {
 	return n
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
 // sleep waits d or until ctx ends; it reports whether d passed.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -1120,9 +1011,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// owns reports whether shop's events belong to this projector's partition.
-func (p *Projector) owns(shop string) bool {
-	return p.o.Partitions < 2 || transport.Partition(shop, p.o.Partitions) == p.o.Partition
 }
