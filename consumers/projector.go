@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,8 +47,6 @@ const (
 	// fillWaitMax bounds the wait for messages the stream holds but the
 	// client has not received yet, before a batch is committed short.
 	fillWaitMax = 5 * time.Millisecond
-	// outboxBatchMax bounds the alert changes published in one round.
-	outboxBatchMax = 1000
 )
 
 // Options configure a Projector. Zero values take the defaults above.
@@ -104,11 +100,11 @@ type Projector struct {
 	o     Options
 	log   *slog.Logger
 
-	applied atomic.Uint64
-	mu      sync.Mutex
-	advance chan struct{} // closed and replaced at every commit
-	lastErr error         // last failure of a batch, nil once one commits
-	failing atomic.Bool
+	applied   *appliedSeq
+	health    *health
+	alerts    *alertPublisher
+	bucket    *viewBucket // nil without Options.ViewBucket
+	listeners []commitListener
 
 	cache map[projections.SKUKey]*projections.SKU
 	// ckpt is the store's checkpoint (the last batch committed); folded the
@@ -118,16 +114,10 @@ type Projector struct {
 	inflight     *flight
 	dec          decoder
 	deads        *deadLetters
-	alertFloor   uint64
-	outboxKick   chan struct{}
-	appliedRuns  atomic.Uint64
 	// heldSKUs and heldOrders count the SKU states cached and the orders
 	// they hold, recounted at most every heldCountEvery (see Held).
 	heldSKUs, heldOrders atomic.Int64
 	heldCounted          time.Time
-
-	kvFloor   uint64
-	kvPending map[projections.SKUKey][]byte
 	// delivered is the consumer sequence of the last delivery seen in this
 	// consumer session (see checkDelivery).
 	delivered uint64
@@ -161,15 +151,22 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 		o.Log = slog.Default()
 	}
 	log := o.Log.With("projector", o.Name)
-	return &Projector{
+	p := &Projector{
 		nc: nc, js: js, store: store, o: o, log: log,
-		dec:        decoder{own: ownership{partitions: o.Partitions, part: o.Partition}},
-		deads:      &deadLetters{js: js, hook: o.Hooks.DeadLettered, log: log},
-		advance:    make(chan struct{}),
-		cache:      make(map[projections.SKUKey]*projections.SKU),
-		outboxKick: make(chan struct{}, 1),
-		kvPending:  make(map[projections.SKUKey][]byte),
+		dec:     decoder{own: ownership{partitions: o.Partitions, part: o.Partition}},
+		deads:   &deadLetters{js: js, hook: o.Hooks.DeadLettered, log: log},
+		applied: newAppliedSeq(),
+		health:  &health{},
+		alerts:  newAlertPublisher(js, store, log),
+		cache:   make(map[projections.SKUKey]*projections.SKU),
 	}
+	p.listeners = []commitListener{o.Hooks, p.applied, viewSubjects{nc: nc, log: log}}
+	if o.ViewBucket != "" {
+		p.bucket = newViewBucket(js, o.ViewBucket, log)
+		p.listeners = append(p.listeners, p.bucket)
+	}
+	p.listeners = append(p.listeners, p.alerts)
+	return p
 }
 
 // heldCountEvery bounds how often land recounts what the cache holds.
@@ -198,7 +195,7 @@ func (p *Projector) countHeld() {
 }
 
 // Applied returns the last stream sequence committed to the store.
-func (p *Projector) Applied() uint64 { return p.applied.Load() }
+func (p *Projector) Applied() uint64 { return p.applied.load() }
 
 // DeadLettered returns how many messages this process sent to the dead-letter
 // stream.
@@ -207,19 +204,7 @@ func (p *Projector) DeadLettered() uint64 { return p.deads.sent() }
 // WaitApplied waits until the projector has committed stream sequence seq,
 // or ctx ends (its error returned).
 func (p *Projector) WaitApplied(ctx context.Context, seq uint64) error {
-	for {
-		p.mu.Lock()
-		ch := p.advance
-		p.mu.Unlock()
-		if p.applied.Load() >= seq {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("wait for seq %d (applied %d): %w", seq, p.applied.Load(), ctx.Err())
-		}
-	}
+	return p.applied.wait(ctx, seq)
 }
 
 // ListingState implements transport.Catalog from the store, once the projector
@@ -233,18 +218,7 @@ func (p *Projector) ListingState(ctx context.Context, shop, sku string, minSeq u
 
 // Err returns the error of the last failed batch while the projector cannot
 // commit (the store is down, say), nil when it is healthy.
-func (p *Projector) Err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.lastErr
-}
-
-func (p *Projector) setErr(err error) {
-	p.mu.Lock()
-	p.lastErr = err
-	p.mu.Unlock()
-	p.failing.Store(err != nil)
-}
+func (p *Projector) Err() error { return p.health.get() }
 
 // Run consumes until ctx ends, then finishes the batch in hand (committed
 // and acknowledged, or left unacknowledged, never half-applied) and
@@ -255,32 +229,25 @@ func (p *Projector) Run(ctx context.Context) error {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
 	p.ckpt, p.folded = ckpt, ckpt
-	p.applied.Store(ckpt)
+	p.applied.set(ckpt)
 	if p.o.SkipPublishedAlerts {
-		p.alertFloor = p.lastPublishedAlertCheckpoint(ctx)
+		p.alerts.skipPublished(ctx)
 	}
-	if p.o.ViewBucket != "" {
-		p.kvFloor = p.viewFloor(ctx)
+	if p.bucket != nil {
+		p.bucket.start(ctx)
 	}
 	p.log.Info("projector starting", "checkpoint", ckpt, "filter", p.o.FilterSubject)
 
-	var wg sync.WaitGroup
-	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
-	wg.Add(1)
-	go func() { defer wg.Done(); p.publishAlerts(pubCtx) }()
-	defer func() {
-		// Publish what the last batches raised, then stop.
-		p.kickOutbox()
-		stopPub()
-		wg.Wait()
-	}()
+	// Stopped last: it publishes what the last batches raised.
+	stopAlerts := p.alerts.start(ctx)
+	defer stopAlerts()
 
 	for ctx.Err() == nil {
 		err := p.consume(ctx)
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
-		p.setErr(err)
+		p.health.set(err)
 		p.log.Warn("projector restarting its consumer", "err", err, "checkpoint", p.ckpt)
 		if !sleep(ctx, time.Second) {
 			return nil
@@ -502,7 +469,7 @@ func (p *Projector) process(ctx context.Context, batch []jetstream.Msg) error {
 		if errors.As(err, &gap) || errors.Is(err, errReset) {
 			return err
 		}
-		p.setErr(err)
+		p.health.set(err)
 		p.log.Warn("batch not folded; retrying", "err", err, "checkpoint", p.ckpt, "wait", wait)
 		if !sleep(ctx, wait) {
 			return nil
@@ -670,7 +637,7 @@ func (p *Projector) launch(ctx context.Context, f *flight, alerts []projections.
 				return
 			}
 			err = fmt.Errorf("commit seq %d..%d: %w", first, last, err)
-			p.setErr(err)
+			p.health.set(err)
 			p.log.Warn("batch not committed; retrying", "err", err, "wait", wait)
 			if !sleep(ctx, wait) {
 				f.done <- err
@@ -710,19 +677,11 @@ func (p *Projector) land(ctx context.Context, err error, keep []*projections.SKU
 		return p.reset(ctx, err)
 	}
 	p.ckpt = f.lastSeq
-	if p.failing.Load() {
+	if p.health.recover() {
 		p.log.Info("projector recovered", "checkpoint", p.ckpt)
-		p.setErr(nil)
 	}
-	if f.stats != nil && p.o.Hooks.Committed != nil {
-		f.stats.CommitTook, f.stats.AppliedSeq = f.took, f.lastSeq
-		p.o.Hooks.Committed(*f.stats)
-	}
-	p.notify(f.lastSeq)
-	p.publishViews(f.changed, f.views)
-	p.writeViews(ctx, f.changed, f.views)
-	if f.alerts > 0 {
-		p.kickOutbox()
+	for _, l := range p.listeners {
+		l.committed(ctx, f)
 	}
 	for _, s := range f.changed {
 		s.Prune()
@@ -735,16 +694,6 @@ func (p *Projector) land(ctx context.Context, err error, keep []*projections.SKU
 	return p.ack(f.batch)
 }
 
-// notify tells waiters that seq is committed.
-func (p *Projector) notify(seq uint64) {
-	p.applied.Store(seq)
-	p.mu.Lock()
-	close(p.advance)
-	p.advance = make(chan struct{})
-	p.mu.Unlock()
-	p.appliedRuns.Add(1)
-}
-
 // reset forgets every cached state and what was folded beyond the store's
 // checkpoint, after a failure that leaves memory ahead of the store. It
 // waits for a write in flight (its outcome decides the checkpoint), and
@@ -755,7 +704,7 @@ func (p *Projector) reset(ctx context.Context, cause error) error {
 		p.inflight = nil
 		if err := <-f.done; err == nil {
 			p.ckpt = f.lastSeq
-			p.notify(f.lastSeq)
+			p.applied.committed(ctx, f)
 			if len(f.batch) > 0 {
 				_ = p.ack(f.batch)
 			}
@@ -766,11 +715,11 @@ func (p *Projector) reset(ctx context.Context, cause error) error {
 			p.log.Warn("store checkpoint differs from the projector's; folding again from the store's", "store", ckpt, "projector", p.ckpt)
 		}
 		p.ckpt = ckpt
-		p.applied.Store(ckpt)
+		p.applied.set(ckpt)
 	}
 	p.folded = p.ckpt
 	clear(p.cache)
-	p.setErr(cause)
+	p.health.set(cause)
 	return fmt.Errorf("%w: %w", errReset, cause)
 }
 
@@ -863,25 +812,13 @@ func (p *Projector) ack(batch []jetstream.Msg) error {
 	return nil
 }
 
-// publishViews sends each changed SKU's view (views[i], JSON) on its view
-// subject. Core NATS: a dashboard that missed one reads the current view
-// over HTTP.
-func (p *Projector) publishViews(changed []*projections.SKU, views [][]byte) {
-	for i, s := range changed {
-		if err := p.nc.Publish(transport.ViewSubject(s.Shop, s.SKU), views[i]); err != nil {
-			p.log.Warn("publish view", "shop", s.Shop, "sku", s.SKU, "err", err)
-			return
-		}
-	}
-}
-
 // sweep raises ship_late for orders whose promise has passed since the last
 // event of their SKU, and commits those changes at the current checkpoint.
 func (p *Projector) sweep(ctx context.Context) error {
 	now := p.o.Now()
 	keys, err := p.store.DueSKUs(ctx, now, sweepSKUsMax)
 	if err != nil {
-		p.setErr(fmt.Errorf("sweep: %w", err))
+		p.health.set(fmt.Errorf("sweep: %w", err))
 		return nil
 	}
 	var changed []*projections.SKU
@@ -893,7 +830,7 @@ func (p *Projector) sweep(ctx context.Context) error {
 		s, err := p.load(ctx, k)
 		if err != nil {
 			p.dropCache(changed)
-			p.setErr(fmt.Errorf("sweep: %w", err))
+			p.health.set(fmt.Errorf("sweep: %w", err))
 			return nil
 		}
 		before := s.NextDue
@@ -912,93 +849,6 @@ func (p *Projector) sweep(ctx context.Context) error {
 	}
 	p.log.Info("ship promises passed", "skus", len(changed), "alerts", len(alerts))
 	return nil
-}
-
-func (p *Projector) kickOutbox() {
-	select {
-	case p.outboxKick <- struct{}{}:
-	default:
-	}
-}
-
-// publishAlerts drains the store's alert outbox onto the alert stream, each
-// change with Nats-Msg-Id <alert id>:<rev> so that a change published twice
-// (a crash between publish and delete) is stored once within the window.
-func (p *Projector) publishAlerts(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		for {
-			n, err := p.flushOutbox(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					p.log.Warn("alert publish failed; will retry", "err", err)
-				}
-				break
-			}
-			if n < outboxBatchMax {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.outboxKick:
-		case <-tick.C:
-		}
-	}
-}
-
-func (p *Projector) flushOutbox(ctx context.Context) (int, error) {
-	pending, err := p.store.PendingAlerts(ctx, outboxBatchMax)
-	if err != nil || len(pending) == 0 {
-		return 0, err
-	}
-	futures := make([]jetstream.PubAckFuture, 0, len(pending))
-	for _, ob := range pending {
-		if p.alertFloor > 0 && ob.Checkpoint < p.alertFloor {
-			continue // published before this process started
-		}
-		data, err := json.Marshal(ob.Alert)
-		if err != nil {
-			return 0, err
-		}
-		msg := &nats.Msg{Subject: transport.AlertSubject(ob.Alert.Shop, string(ob.Alert.Kind)), Data: data, Header: nats.Header{}}
-		msg.Header.Set(transport.HeaderCheckpoint, strconv.FormatUint(ob.Checkpoint, 10))
-		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(ob.Alert.ID+":"+strconv.Itoa(ob.Alert.Rev)), jetstream.WithExpectStream(transport.AlertStream))
-		if err != nil {
-			return 0, fmt.Errorf("publish alert %s: %w", ob.Alert.ID, err)
-		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return 0, fmt.Errorf("publish alert: %w", err)
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
-	if err := p.store.DeletePendingAlerts(ctx, pending[len(pending)-1].ID); err != nil {
-		return 0, fmt.Errorf("delete published alerts: %w", err)
-	}
-	return len(pending), nil
-}
-
-// lastPublishedAlertCheckpoint reads the batch checkpoint of the last
-// message on the alert stream, 0 when there is none.
-func (p *Projector) lastPublishedAlertCheckpoint(ctx context.Context) uint64 {
-	st, err := p.js.Stream(ctx, transport.AlertStream)
-	if err != nil {
-		return 0
-	}
-	m, err := st.GetLastMsgForSubject(ctx, transport.AlertSubjectRoot+".>")
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.ParseUint(m.Header.Get(transport.HeaderCheckpoint), 10, 64)
-	return n
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.
