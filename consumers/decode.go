@@ -106,3 +106,12 @@ func decodeStored(data []byte, subject string, seq uint64, stored time.Time, par
 // eventNamespace is the UUID namespace of the ids derived from stream
 // sequences (decodeStored): fixed, so that a rebuild derives the same ids.
 var eventNamespace = uuid.MustParse("9e0d6b7c-51b4-4c55-8a3f-6d0e2f7a1b83")
+
+// delivery is a message past the checkpoint, with its stream sequence and
+// its decoded event, or the reason it is refused.
+type delivery struct {
+	msg    jetstream.Msg
+	seq    uint64
+	event  ledger.Event
+	reason string // "" when event is valid for the message's subject
+}

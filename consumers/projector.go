@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,8 +35,6 @@ const (
 	// DefaultSweepEvery is how often open orders are checked against their
 	// ship promise.
 	DefaultSweepEvery = time.Second
-	// sweepSKUsMax bounds the SKUs one sweep loads.
-	sweepSKUsMax = 1000
 	// ackWait is how long the server waits for an ack before redelivering.
 	ackWait = 30 * time.Second
 	// commitTimeout bounds one store commit; shutdown does not cut it short.
@@ -106,7 +103,7 @@ type Projector struct {
 	bucket    *viewBucket // nil without Options.ViewBucket
 	listeners []commitListener
 
-	cache map[projections.SKUKey]*projections.SKU
+	folder *folder
 	// ckpt is the store's checkpoint (the last batch committed); folded the
 	// last sequence folded into the cache, ahead of ckpt while a write is in
 	// flight.
@@ -114,10 +111,6 @@ type Projector struct {
 	inflight     *flight
 	dec          decoder
 	deads        *deadLetters
-	// heldSKUs and heldOrders count the SKU states cached and the orders
-	// they hold, recounted at most every heldCountEvery (see Held).
-	heldSKUs, heldOrders atomic.Int64
-	heldCounted          time.Time
 	// delivered is the consumer sequence of the last delivery seen in this
 	// consumer session (see checkDelivery).
 	delivered uint64
@@ -158,7 +151,7 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 		applied: newAppliedSeq(),
 		health:  &health{},
 		alerts:  newAlertPublisher(js, store, log),
-		cache:   make(map[projections.SKUKey]*projections.SKU),
+		folder:  newFolder(store, o),
 	}
 	p.listeners = []commitListener{o.Hooks, p.applied, viewSubjects{nc: nc, log: log}}
 	if o.ViewBucket != "" {
@@ -169,29 +162,11 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 	return p
 }
 
-// heldCountEvery bounds how often land recounts what the cache holds.
-const heldCountEvery = time.Second
-
 // Held returns how many SKU states the projector holds in memory and how
 // many orders they hold (open and early ones, and those closed since their
 // batch was folded), as counted within the last second of work.
 func (p *Projector) Held() (skus, orders int64) {
-	return p.heldSKUs.Load(), p.heldOrders.Load()
-}
-
-// countHeld recounts what the cache holds, at most every heldCountEvery.
-// Caller is the fold loop.
-func (p *Projector) countHeld() {
-	if time.Since(p.heldCounted) < heldCountEvery {
-		return
-	}
-	p.heldCounted = time.Now()
-	var n int64
-	for _, s := range p.cache {
-		n += int64(len(s.Orders))
-	}
-	p.heldSKUs.Store(int64(len(p.cache)))
-	p.heldOrders.Store(n)
+	return p.folder.held()
 }
 
 // Applied returns the last stream sequence committed to the store.
@@ -483,121 +458,6 @@ func (p *Projector) process(ctx context.Context, batch []jetstream.Msg) error {
 // checkpoint with an empty cache.
 var errReset = errors.New("projector state reset to the store's checkpoint")
 
-// foldBatch does the work of process once. It changes nothing before every
-// SKU the batch names is loaded and every order it needs recalled, so that
-// a failure there leaves the state as it was.
-func (p *Projector) foldBatch(ctx context.Context, batch []jetstream.Msg) error {
-	type item struct {
-		m   jetstream.Msg
-		seq uint64
-		e   ledger.Event
-		s   *projections.SKU
-	}
-	var (
-		items   = make([]item, 0, len(batch))
-		deads   []dead
-		next    = p.folded + 1
-		lastSeq = p.folded
-		need    []projections.OrderKey
-		needed  = make(map[projections.OrderKey]*projections.SKU)
-	)
-	strict := p.o.FilterSubject == transport.EventSubjectRoot+".>"
-	for _, m := range batch {
-		meta, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("message metadata: %w", err)
-		}
-		if !strict {
-			if err := p.checkDelivery(meta); err != nil {
-				return err
-			}
-		}
-		seq := meta.Sequence.Stream
-		if seq < next {
-			continue // applied before: a redelivery
-		}
-		if strict && seq != next {
-			return &gapError{want: next, got: seq}
-		}
-		next, lastSeq = seq+1, seq
-
-		e, reason := p.dec.decodeOnce(m, meta)
-		if reason != "" {
-			deads = append(deads, dead{m, seq, reason})
-			continue
-		}
-		s, err := p.load(ctx, projections.SKUKey{Shop: e.Shop, SKU: e.SKU})
-		if err != nil {
-			return err
-		}
-		if s.NeedsOrder(&e) {
-			k := projections.OrderKey{Shop: e.Shop, SKU: e.SKU, OrderID: e.OrderID}
-			if needed[k] == nil {
-				needed[k] = s
-				need = append(need, k)
-			}
-		}
-		items = append(items, item{m, seq, e, s})
-	}
-	if lastSeq == p.folded {
-		// Only redeliveries: acknowledge them again, once what is in
-		// flight has landed (AckAll would acknowledge it too).
-		if err := p.drain(ctx, nil); err != nil {
-			return err
-		}
-		return p.ack(batch)
-	}
-	if len(need) > 0 {
-		// Orders the SKUs do not hold: new ones, or closed ones the store
-		// has. One query per batch.
-		known, err := p.store.KnownOrders(ctx, need)
-		if err != nil {
-			return fmt.Errorf("recall %d orders: %w", len(need), err)
-		}
-		for k, o := range known {
-			if s := needed[k]; s != nil {
-				s.Recall(o)
-			}
-		}
-	}
-
-	// From here on the cached states change: a failure resets them.
-	var (
-		changed []*projections.SKU
-		seen    = make(map[*projections.SKU]bool)
-		alerts  []projections.Alert
-		applied = make(map[ledger.Type]int)
-	)
-	for _, it := range items {
-		as, err := it.s.Apply(it.seq, &it.e)
-		if err != nil {
-			deads = append(deads, dead{it.m, it.seq, err.Error()})
-			continue
-		}
-		applied[it.e.Type]++
-		alerts = append(alerts, as...)
-		if !seen[it.s] {
-			seen[it.s] = true
-			changed = append(changed, it.s)
-		}
-	}
-	// A sale that arrives after its promise passed is late at once.
-	now := p.o.Now()
-	for _, s := range changed {
-		alerts = append(alerts, s.Advance(now)...)
-	}
-	p.folded = lastSeq
-	if err := p.deads.send(ctx, deads); err != nil {
-		return p.reset(ctx, err)
-	}
-	// One write in flight at a time: land the one before.
-	if err := p.drain(ctx, changed); err != nil {
-		return err
-	}
-	return p.launch(ctx, &flight{batch: batch, changed: changed, alerts: len(alerts), lastSeq: lastSeq,
-		stats: &BatchStats{Messages: len(batch), Applied: applied}}, alerts)
-}
-
 // launch prepares f's batch (views worked out and encoded once), clears the
 // dirty marks it captured and starts its write. The write retries failures
 // other than a moved checkpoint until it succeeds or ctx ends; the result
@@ -683,11 +543,7 @@ func (p *Projector) land(ctx context.Context, err error, keep []*projections.SKU
 	for _, l := range p.listeners {
 		l.committed(ctx, f)
 	}
-	for _, s := range f.changed {
-		s.Prune()
-	}
-	p.trimCache(append(keep, f.changed...))
-	p.countHeld()
+	p.folder.committed(f.changed, keep)
 	if len(f.batch) == 0 {
 		return nil // a sweep
 	}
@@ -718,7 +574,7 @@ func (p *Projector) reset(ctx context.Context, cause error) error {
 		p.applied.set(ckpt)
 	}
 	p.folded = p.ckpt
-	clear(p.cache)
+	p.folder.clear()
 	p.health.set(cause)
 	return fmt.Errorf("%w: %w", errReset, cause)
 }
@@ -752,30 +608,6 @@ func (p *Projector) checkDelivery(meta *jetstream.MsgMetadata) error {
 	return nil
 }
 
-func (p *Projector) load(ctx context.Context, k projections.SKUKey) (*projections.SKU, error) {
-	if s, ok := p.cache[k]; ok {
-		return s, nil
-	}
-	s, err := p.store.LoadSKU(ctx, k.Shop, k.SKU)
-	if err != nil {
-		return nil, fmt.Errorf("load %s/%s: %w", k.Shop, k.SKU, err)
-	}
-	if s == nil {
-		s = projections.NewSKU(k.Shop, k.SKU)
-	}
-	s.Config = p.o.Fold
-	p.cache[k] = s
-	return s, nil
-}
-
-// dropCache forgets SKU states changed by a batch that did not commit: they
-// are reloaded from the store, as it last committed them.
-func (p *Projector) dropCache(changed []*projections.SKU) {
-	for _, s := range changed {
-		delete(p.cache, projections.SKUKey{Shop: s.Shop, SKU: s.SKU})
-	}
-}
-
 // commitSweep writes the changes of a ship-promise sweep (no event: the
 // checkpoint stays where it is) and waits for them to land.
 func (p *Projector) commitSweep(ctx context.Context, changed []*projections.SKU, alerts []projections.Alert) error {
@@ -785,69 +617,12 @@ func (p *Projector) commitSweep(ctx context.Context, changed []*projections.SKU,
 	return p.drain(ctx, nil)
 }
 
-func (p *Projector) trimCache(keep []*projections.SKU) {
-	if len(p.cache) <= p.o.CacheMax {
-		return
-	}
-	kept := make(map[projections.SKUKey]*projections.SKU, len(keep))
-	for _, s := range keep {
-		kept[projections.SKUKey{Shop: s.Shop, SKU: s.SKU}] = s
-	}
-	for k := range p.cache {
-		if len(p.cache) <= p.o.CacheMax/2 {
-			break
-		}
-		if _, ok := kept[k]; !ok {
-			delete(p.cache, k)
-		}
-	}
-}
-
 func (p *Projector) ack(batch []jetstream.Msg) error {
 	// AckAll: acknowledging the last message acknowledges the batch. A lost
 	// ack only means a redelivery, which the checkpoint skips.
 	if err := batch[len(batch)-1].Ack(); err != nil {
 		p.log.Warn("ack failed; the batch will be redelivered and skipped", "err", err)
 	}
-	return nil
-}
-
-// sweep raises ship_late for orders whose promise has passed since the last
-// event of their SKU, and commits those changes at the current checkpoint.
-func (p *Projector) sweep(ctx context.Context) error {
-	now := p.o.Now()
-	keys, err := p.store.DueSKUs(ctx, now, sweepSKUsMax)
-	if err != nil {
-		p.health.set(fmt.Errorf("sweep: %w", err))
-		return nil
-	}
-	var changed []*projections.SKU
-	var alerts []projections.Alert
-	for _, k := range keys {
-		if !p.dec.own.owns(k.Shop) {
-			continue
-		}
-		s, err := p.load(ctx, k)
-		if err != nil {
-			p.dropCache(changed)
-			p.health.set(fmt.Errorf("sweep: %w", err))
-			return nil
-		}
-		before := s.NextDue
-		// A SKU whose NextDue moved is written too, even with nothing late:
-		// else its stale NextDue keeps it among the candidates for ever.
-		if as := s.Advance(now); len(as) > 0 || len(s.DirtyOrders()) > 0 || !s.NextDue.Equal(before) {
-			alerts = append(alerts, as...)
-			changed = append(changed, s)
-		}
-	}
-	if len(changed) == 0 {
-		return nil
-	}
-	if err := p.commitSweep(ctx, changed, alerts); err != nil {
-		return fmt.Errorf("sweep: %w", err)
-	}
-	p.log.Info("ship promises passed", "skus", len(changed), "alerts", len(alerts))
 	return nil
 }
 
@@ -861,4 +636,88 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// foldBatch does the work of process once: it checks the batch's sequences,
+// folds what is new, dead-letters what is refused, lands the write before
+// and starts this batch's. A failure before the fold changed the states
+// (a load, a gap) leaves them as they were.
+func (p *Projector) foldBatch(ctx context.Context, batch []jetstream.Msg) error {
+	fresh, lastSeq, err := p.admit(batch)
+	if err != nil {
+		return err
+	}
+	if len(fresh) == 0 {
+		// Only redeliveries: acknowledge them again, once what is in
+		// flight has landed (AckAll would acknowledge it too).
+		if err := p.drain(ctx, nil); err != nil {
+			return err
+		}
+		return p.ack(batch)
+	}
+	res, err := p.folder.fold(ctx, fresh)
+	if err != nil {
+		return err
+	}
+	p.folded = lastSeq
+	if err := p.deads.send(ctx, res.deads); err != nil {
+		return p.reset(ctx, err)
+	}
+	// One write in flight at a time: land the one before.
+	if err := p.drain(ctx, res.changed); err != nil {
+		return err
+	}
+	return p.launch(ctx, &flight{batch: batch, changed: res.changed, alerts: len(res.alerts), lastSeq: lastSeq,
+		stats: &BatchStats{Messages: len(batch), Applied: res.applied}}, res.alerts)
+}
+
+// admit checks the sequences of a batch and returns its messages past what
+// is folded, decoded, with the last stream sequence among them.
+func (p *Projector) admit(batch []jetstream.Msg) ([]delivery, uint64, error) {
+	var (
+		fresh   = make([]delivery, 0, len(batch))
+		next    = p.folded + 1
+		lastSeq = p.folded
+	)
+	strict := p.o.FilterSubject == transport.EventSubjectRoot+".>"
+	for _, m := range batch {
+		meta, err := m.Metadata()
+		if err != nil {
+			return nil, 0, fmt.Errorf("message metadata: %w", err)
+		}
+		if !strict {
+			if err := p.checkDelivery(meta); err != nil {
+				return nil, 0, err
+			}
+		}
+		seq := meta.Sequence.Stream
+		if seq < next {
+			continue // applied before: a redelivery
+		}
+		if strict && seq != next {
+			return nil, 0, &gapError{want: next, got: seq}
+		}
+		next, lastSeq = seq+1, seq
+		e, reason := p.dec.decodeOnce(m, meta)
+		fresh = append(fresh, delivery{msg: m, seq: seq, event: e, reason: reason})
+	}
+	return fresh, lastSeq, nil
+}
+
+// sweep raises ship_late for orders whose promise has passed since the last
+// event of their SKU, and commits those changes at the current checkpoint.
+func (p *Projector) sweep(ctx context.Context) error {
+	changed, alerts, err := p.folder.sweep(ctx)
+	if err != nil {
+		p.health.set(fmt.Errorf("sweep: %w", err))
+		return nil
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	if err := p.commitSweep(ctx, changed, alerts); err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	p.log.Info("ship promises passed", "skus", len(changed), "alerts", len(alerts))
+	return nil
 }
