@@ -196,7 +196,7 @@ func TestRedeliveryOutOfAckWindow(t *testing.T) {
 	if err != nil || ckpt != applied {
 		t.Fatalf("checkpoint %d (%v), want %d", ckpt, err, applied)
 	}
-	p2.ckpt, p2.folded = ckpt, ckpt
+	p2.commits.ckpt, p2.folded = ckpt, ckpt
 	p2.applied.set(ckpt)
 	// Only old messages: nothing changes.
 	var old []jetstream.Msg

@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,8 +36,9 @@ const (
 	DefaultSweepEvery = time.Second
 	// ackWait is how long the server waits for an ack before redelivering.
 	ackWait = 30 * time.Second
-	// commitTimeout bounds one store commit; shutdown does not cut it short.
-	commitTimeout = 30 * time.Second
+	// retryWaitMin is the first wait before a failed batch is tried
+	// again; it doubles with each failure up to retryWaitMax.
+	retryWaitMin = 100 * time.Millisecond
 	// retryWaitMax bounds the wait between attempts of a failed batch.
 	retryWaitMax = 5 * time.Second
 	// fillWaitMax bounds the wait for messages the stream holds but the
@@ -103,14 +103,13 @@ type Projector struct {
 	bucket    *viewBucket // nil without Options.ViewBucket
 	listeners []commitListener
 
-	folder *folder
-	// ckpt is the store's checkpoint (the last batch committed); folded the
-	// last sequence folded into the cache, ahead of ckpt while a write is in
-	// flight.
-	ckpt, folded uint64
-	inflight     *flight
-	dec          decoder
-	deads        *deadLetters
+	folder  *folder
+	commits *committer
+	// folded is the last sequence folded into the cache, ahead of the
+	// checkpoint while a write is in flight.
+	folded uint64
+	dec    decoder
+	deads  *deadLetters
 	// delivered is the consumer sequence of the last delivery seen in this
 	// consumer session (see checkDelivery).
 	delivered uint64
@@ -152,7 +151,9 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 		health:  &health{},
 		alerts:  newAlertPublisher(js, store, log),
 		folder:  newFolder(store, o),
+		commits: &committer{store: store, name: o.Name, log: log},
 	}
+	p.commits.health = p.health
 	p.listeners = []commitListener{o.Hooks, p.applied, viewSubjects{nc: nc, log: log}}
 	if o.ViewBucket != "" {
 		p.bucket = newViewBucket(js, o.ViewBucket, log)
@@ -203,7 +204,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
-	p.ckpt, p.folded = ckpt, ckpt
+	p.commits.ckpt, p.folded = ckpt, ckpt
 	p.applied.set(ckpt)
 	if p.o.SkipPublishedAlerts {
 		p.alerts.skipPublished(ctx)
@@ -223,7 +224,7 @@ func (p *Projector) Run(ctx context.Context) error {
 			return nil
 		}
 		p.health.set(err)
-		p.log.Warn("projector restarting its consumer", "err", err, "checkpoint", p.ckpt)
+		p.log.Warn("projector restarting its consumer", "err", err, "checkpoint", p.commits.ckpt)
 		if !sleep(ctx, time.Second) {
 			return nil
 		}
@@ -285,8 +286,8 @@ func (p *Projector) consume(ctx context.Context) error {
 			return nil
 		case err := <-readErr:
 			return fmt.Errorf("read messages: %w", err)
-		case err := <-p.inflightDone():
-			if err := p.land(ctx, err, nil); err != nil {
+		case <-p.commits.landed():
+			if err := p.drain(ctx, nil); err != nil {
 				return err
 			}
 		case <-sweep.C:
@@ -384,24 +385,24 @@ func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		ReplayPolicy:  jetstream.ReplayInstantPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
-	if p.ckpt > 0 {
+	if p.commits.ckpt > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = p.ckpt + 1
+		cfg.OptStartSeq = p.commits.ckpt + 1
 	}
 	if c, err := p.js.Consumer(ctx, transport.EventStream, p.o.Name); err == nil {
 		info := c.CachedInfo()
-		if info.AckFloor.Stream == p.ckpt && info.NumAckPending == 0 && info.Config.FilterSubject == p.o.FilterSubject {
+		if info.AckFloor.Stream == p.commits.ckpt && info.NumAckPending == 0 && info.Config.FilterSubject == p.o.FilterSubject {
 			return c, nil
 		}
 		if err := p.js.DeleteConsumer(ctx, transport.EventStream, p.o.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("delete consumer %s to restart it at seq %d: %w", p.o.Name, p.ckpt+1, err)
+			return nil, fmt.Errorf("delete consumer %s to restart it at seq %d: %w", p.o.Name, p.commits.ckpt+1, err)
 		}
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("look up consumer %s: %w", p.o.Name, err)
 	}
 	c, err := p.js.CreateConsumer(ctx, transport.EventStream, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("create consumer %s at seq %d: %w", p.o.Name, p.ckpt+1, err)
+		return nil, fmt.Errorf("create consumer %s at seq %d: %w", p.o.Name, p.commits.ckpt+1, err)
 	}
 	return c, nil
 }
@@ -415,26 +416,13 @@ func (p *Projector) applyBatch(ctx context.Context, batch []jetstream.Msg) error
 	return p.drain(ctx, nil)
 }
 
-// flight is a batch folded and prepared whose write runs in the background
-// while the next batch is folded.
-type flight struct {
-	batch   []jetstream.Msg
-	changed []*projections.SKU
-	views   [][]byte // JSON of changed[i]'s view, as committed
-	alerts  int
-	lastSeq uint64
-	stats   *BatchStats
-	took    time.Duration // the write's own time, retries included; set before done
-	done    chan error    // receives the write's outcome, once
-}
-
 // process folds a batch on top of what is folded (committed or in flight),
 // then waits for the batch in flight to land and starts this one's write.
 // A batch that fails before its write began (the store unreachable for a
 // load) is retried until it folds or ctx ends; after that, errors end the
 // consumer session, which restarts at the checkpoint.
 func (p *Projector) process(ctx context.Context, batch []jetstream.Msg) error {
-	wait := 100 * time.Millisecond
+	wait := retryWaitMin
 	for {
 		err := p.foldBatch(ctx, batch)
 		if err == nil {
@@ -445,138 +433,12 @@ func (p *Projector) process(ctx context.Context, batch []jetstream.Msg) error {
 			return err
 		}
 		p.health.set(err)
-		p.log.Warn("batch not folded; retrying", "err", err, "checkpoint", p.ckpt, "wait", wait)
+		p.log.Warn("batch not folded; retrying", "err", err, "checkpoint", p.commits.ckpt, "wait", wait)
 		if !sleep(ctx, wait) {
 			return nil
 		}
 		wait = min(2*wait, retryWaitMax)
 	}
-}
-
-// errReset ends a consumer session whose in-memory state can no longer be
-// trusted (a write failed for good): Run restarts it at the store's
-// checkpoint with an empty cache.
-var errReset = errors.New("projector state reset to the store's checkpoint")
-
-// launch prepares f's batch (views worked out and encoded once), clears the
-// dirty marks it captured and starts its write. The write retries failures
-// other than a moved checkpoint until it succeeds or ctx ends; the result
-// goes to f.done, and the fold loop lands it (land).
-func (p *Projector) launch(ctx context.Context, f *flight, alerts []projections.Alert) error {
-	views := make([]projections.View, len(f.changed))
-	f.views = make([][]byte, len(f.changed))
-	for i, s := range f.changed {
-		views[i] = s.View()
-		data, err := json.Marshal(views[i])
-		if err != nil {
-			return p.reset(ctx, fmt.Errorf("encode view %s/%s: %w", s.Shop, s.SKU, err))
-		}
-		f.views[i] = data
-	}
-	write, err := p.store.Stage(&projections.Batch{Projector: p.o.Name, PrevSeq: p.ckpt, LastSeq: f.lastSeq,
-		SKUs: f.changed, Views: views, Alerts: alerts})
-	if err != nil {
-		return p.reset(ctx, err)
-	}
-	for _, s := range f.changed {
-		s.ClearDirty()
-	}
-	f.done = make(chan error, 1)
-	p.inflight = f
-	first, last := p.ckpt+1, f.lastSeq
-	go func() {
-		began := time.Now()
-		wait := 100 * time.Millisecond
-		for {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-			err := write(cctx)
-			cancel()
-			if err == nil || errors.Is(err, projections.ErrCheckpointMoved) {
-				f.took = time.Since(began)
-				f.done <- err
-				return
-			}
-			err = fmt.Errorf("commit seq %d..%d: %w", first, last, err)
-			p.health.set(err)
-			p.log.Warn("batch not committed; retrying", "err", err, "wait", wait)
-			if !sleep(ctx, wait) {
-				f.done <- err
-				return
-			}
-			wait = min(2*wait, retryWaitMax)
-		}
-	}()
-	return nil
-}
-
-// inflightDone is the channel the write in flight reports on; nil (never
-// ready) when none is.
-func (p *Projector) inflightDone() <-chan error {
-	if p.inflight == nil {
-		return nil
-	}
-	return p.inflight.done
-}
-
-// drain waits for the write in flight, if any, and lands it. keep are the
-// SKUs of the batch folded next: the cache keeps them whatever its size.
-func (p *Projector) drain(ctx context.Context, keep []*projections.SKU) error {
-	if p.inflight == nil {
-		return nil
-	}
-	return p.land(ctx, <-p.inflight.done, keep)
-}
-
-// land finishes the write in flight with its outcome: on success the
-// checkpoint moves, waiters are told, views go out, closed orders leave
-// memory and the batch is acknowledged; on failure the state is reset.
-func (p *Projector) land(ctx context.Context, err error, keep []*projections.SKU) error {
-	f := p.inflight
-	p.inflight = nil
-	if err != nil {
-		return p.reset(ctx, err)
-	}
-	p.ckpt = f.lastSeq
-	if p.health.recover() {
-		p.log.Info("projector recovered", "checkpoint", p.ckpt)
-	}
-	for _, l := range p.listeners {
-		l.committed(ctx, f)
-	}
-	p.folder.committed(f.changed, keep)
-	if len(f.batch) == 0 {
-		return nil // a sweep
-	}
-	return p.ack(f.batch)
-}
-
-// reset forgets every cached state and what was folded beyond the store's
-// checkpoint, after a failure that leaves memory ahead of the store. It
-// waits for a write in flight (its outcome decides the checkpoint), and
-// returns errReset wrapping cause: the consumer session ends and Run starts
-// another at the checkpoint.
-func (p *Projector) reset(ctx context.Context, cause error) error {
-	if f := p.inflight; f != nil {
-		p.inflight = nil
-		if err := <-f.done; err == nil {
-			p.ckpt = f.lastSeq
-			p.applied.committed(ctx, f)
-			if len(f.batch) > 0 {
-				_ = p.ack(f.batch)
-			}
-		}
-	}
-	if ckpt, err := p.store.Checkpoint(ctx, p.o.Name); err == nil {
-		if ckpt != p.ckpt {
-			p.log.Warn("store checkpoint differs from the projector's; folding again from the store's", "store", ckpt, "projector", p.ckpt)
-		}
-		p.ckpt = ckpt
-		p.applied.set(ckpt)
-	}
-	p.folded = p.ckpt
-	p.folder.clear()
-	p.health.set(cause)
-	return fmt.Errorf("%w: %w", errReset, cause)
 }
 
 type gapError struct {
@@ -608,24 +470,6 @@ func (p *Projector) checkDelivery(meta *jetstream.MsgMetadata) error {
 	return nil
 }
 
-// commitSweep writes the changes of a ship-promise sweep (no event: the
-// checkpoint stays where it is) and waits for them to land.
-func (p *Projector) commitSweep(ctx context.Context, changed []*projections.SKU, alerts []projections.Alert) error {
-	if err := p.launch(ctx, &flight{changed: changed, alerts: len(alerts), lastSeq: p.ckpt}, alerts); err != nil {
-		return err
-	}
-	return p.drain(ctx, nil)
-}
-
-func (p *Projector) ack(batch []jetstream.Msg) error {
-	// AckAll: acknowledging the last message acknowledges the batch. A lost
-	// ack only means a redelivery, which the checkpoint skips.
-	if err := batch[len(batch)-1].Ack(); err != nil {
-		p.log.Warn("ack failed; the batch will be redelivered and skipped", "err", err)
-	}
-	return nil
-}
-
 // sleep waits d or until ctx ends; it reports whether d passed.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -653,7 +497,8 @@ func (p *Projector) foldBatch(ctx context.Context, batch []jetstream.Msg) error 
 		if err := p.drain(ctx, nil); err != nil {
 			return err
 		}
-		return p.ack(batch)
+		p.ack(batch)
+		return nil
 	}
 	res, err := p.folder.fold(ctx, fresh)
 	if err != nil {
@@ -667,8 +512,12 @@ func (p *Projector) foldBatch(ctx context.Context, batch []jetstream.Msg) error 
 	if err := p.drain(ctx, res.changed); err != nil {
 		return err
 	}
-	return p.launch(ctx, &flight{batch: batch, changed: res.changed, alerts: len(res.alerts), lastSeq: lastSeq,
-		stats: &BatchStats{Messages: len(batch), Applied: res.applied}}, res.alerts)
+	f := &flight{batch: batch, changed: res.changed, alerts: len(res.alerts), lastSeq: lastSeq,
+		stats: &BatchStats{Messages: len(batch), Applied: res.applied}}
+	if err := p.commits.launch(ctx, f, res.alerts); err != nil {
+		return p.reset(ctx, err)
+	}
+	return nil
 }
 
 // admit checks the sequences of a batch and returns its messages past what
