@@ -16,7 +16,6 @@ import (
 
 	"stockledger/ledger"
 	"stockledger/ledger/transport"
-	"stockledger/projections"
 )
 
 // Partitioned projection bounds and defaults.
@@ -76,7 +75,7 @@ type PartitionOptions struct {
 type Partitioned struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
-	store projections.Store
+	store Store
 	o     PartitionOptions
 	log   *slog.Logger
 
@@ -102,7 +101,7 @@ type runningPartition struct {
 }
 
 // NewPartitioned returns a group member; Run starts it.
-func NewPartitioned(nc *nats.Conn, js jetstream.JetStream, store projections.Store, o PartitionOptions) (*Partitioned, error) {
+func NewPartitioned(nc *nats.Conn, js jetstream.JetStream, store Store, o PartitionOptions) (*Partitioned, error) {
 	if o.Partitions < 2 || o.Partitions > transport.PartitionsMax {
 		return nil, fmt.Errorf("partitions %d: must be from 2 to %d", o.Partitions, transport.PartitionsMax)
 	}
@@ -508,18 +507,4 @@ func (g *Partitioned) Held() (skus, orders int64) {
 		skus, orders = skus+s, orders+o
 	}
 	return skus, orders
-}
-
-func listingState(ctx context.Context, store projections.Store, shop, sku string) (ledger.ListingState, error) {
-	v, err := store.SKU(ctx, shop, sku)
-	if errors.Is(err, projections.ErrNotFound) {
-		return ledger.ListingState{}, nil
-	}
-	if err != nil {
-		return ledger.ListingState{}, err
-	}
-	return ledger.ListingState{
-		Known: v.Status != projections.StatusUnlisted, Listed: v.Status == projections.StatusListed,
-		SalesForm: ledger.SalesForm(v.SalesForm), ShipWithinHours: v.ShipWithinHours, ShipWithinDays: v.ShipWithinDays,
-	}, nil
 }

@@ -119,6 +119,17 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// Store is what a projector needs of a read model, which projections.Store
+// has: projections.Writer to load the states it folds and commit batches,
+// projections.Outbox for the alert publisher, and one read, SKU (see
+// projections.Reader), for ListingState. It must be safe for concurrent
+// use: ListingState reads while the projector writes.
+type Store interface {
+	projections.Writer
+	projections.Outbox
+	SKU(ctx context.Context, shop, sku string) (projections.View, error)
+}
+
 // Projector folds the event stream into a store, exactly once: it commits
 // each batch with its last stream sequence in one transaction, then
 // acknowledges it. Run it once; its read methods (Applied, WaitApplied,
@@ -132,7 +143,7 @@ type Projector struct {
 	// and loop acknowledges it (pipeline.go).
 	o         Options
 	log       *slog.Logger
-	store     projections.Store // for ListingState
+	reader    skuReader // ListingState's reads
 	loop      *batchLoop
 	folder    *folder
 	deads     *deadLetters
@@ -145,12 +156,12 @@ type Projector struct {
 }
 
 // NewProjector returns a projector of the STOCK_EVENTS stream into store.
-func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store, o Options) *Projector {
+func NewProjector(nc *nats.Conn, js jetstream.JetStream, store Store, o Options) *Projector {
 	o = o.withDefaults()
 	log := o.Log.With("projector", o.Name)
 	h := &health{}
 	pr := &Projector{
-		o: o, log: log, store: store,
+		o: o, log: log, reader: store,
 		folder:  newFolder(store, o),
 		deads:   &deadLetters{js: js, hook: o.Hooks.DeadLettered, log: log},
 		commits: &committer{store: store, name: o.Name, log: log, health: h},
@@ -220,7 +231,7 @@ func (pr *Projector) ListingState(ctx context.Context, shop, sku string, minSeq 
 	if err := pr.WaitApplied(ctx, minSeq); err != nil {
 		return ledger.ListingState{}, err
 	}
-	return listingState(ctx, pr.store, shop, sku)
+	return listingState(ctx, pr.reader, shop, sku)
 }
 
 // Err returns the error of the last failure while the projector cannot go
