@@ -155,7 +155,8 @@ type Projector struct {
 	health    *health
 }
 
-// NewProjector returns a projector of the STOCK_EVENTS stream into store.
+// NewProjector returns a projector of the STOCK_EVENTS stream into store;
+// zero values of o take the defaults. Run starts it.
 func NewProjector(nc *nats.Conn, js jetstream.JetStream, store Store, o Options) *Projector {
 	o = o.withDefaults()
 	log := o.Log.With("projector", o.Name)
