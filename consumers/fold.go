@@ -21,9 +21,10 @@ const (
 
 // folder holds the SKU states the projector folds on, cached between
 // batches, and folds batches and ship-promise sweeps into them. The cache
-// is ahead of the store while a write is in flight: a state is reloaded
-// from the store only when no batch folded since its last commit changed
-// it. The fold loop owns it; held is safe for concurrent use.
+// runs ahead of the store while a write is in flight, so it drops a state
+// only once the store has every change of it (committed, see trim), or
+// all of them at once after a failure (clear). The fold loop owns it; held
+// is safe for concurrent use.
 type folder struct {
 	store    projections.Writer
 	cfg      projections.FoldConfig
