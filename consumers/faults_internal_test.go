@@ -196,8 +196,8 @@ func TestRedeliveryOutOfAckWindow(t *testing.T) {
 	if err != nil || ckpt != applied {
 		t.Fatalf("checkpoint %d (%v), want %d", ckpt, err, applied)
 	}
-	p2.ckpt, p2.folded = ckpt, ckpt
-	p2.applied.Store(ckpt)
+	p2.commits.ckpt, p2.loop.folded = ckpt, ckpt
+	p2.applied.set(ckpt)
 	// Only old messages: nothing changes.
 	var old []jetstream.Msg
 	for _, m := range again {
@@ -234,6 +234,15 @@ func TestRedeliveryOutOfAckWindow(t *testing.T) {
 		t.Errorf("committed %d, want %d (+2 sold after, -1 cancelled)", v.Committed, viewBefore.Committed+1)
 	}
 	t.Logf("RELIABILITY redelivery out of the ack window: runs 1, redelivered %d, %s (before redelivery %s)", redelivered, figs, figs0)
+}
+
+// applyBatch folds, commits and acknowledges one batch and waits for it:
+// the batch loop's process, then the pipeline's drain.
+func (pr *Projector) applyBatch(ctx context.Context, batch []jetstream.Msg) error {
+	if err := pr.loop.process(ctx, batch); err != nil {
+		return err
+	}
+	return pr.drain(ctx, nil)
 }
 
 // countRedelivered counts the messages JetStream delivered more than once.

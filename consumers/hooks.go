@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"context"
 	"time"
 
 	"stockledger/ledger"
@@ -28,4 +29,22 @@ type BatchStats struct {
 	CommitTook time.Duration
 	// AppliedSeq is the checkpoint after the batch.
 	AppliedSeq uint64
+}
+
+// commitListener is told of every write that committed, in commit order,
+// before its batch is acknowledged: the Committed hook, the min_seq waiters
+// (appliedSeq), the views (viewSubjects, viewBucket) and the alert outbox
+// (alertPublisher). It is called on the fold loop's goroutine and must
+// return quickly: the next batch's write waits for it.
+type commitListener interface {
+	committed(ctx context.Context, f *flight)
+}
+
+// committed calls the Committed hook for a batch of events (not a sweep).
+func (h Hooks) committed(_ context.Context, f *flight) {
+	if f.stats == nil || h.Committed == nil {
+		return
+	}
+	f.stats.CommitTook, f.stats.AppliedSeq = f.took, f.lastSeq
+	h.Committed(*f.stats)
 }

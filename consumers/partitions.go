@@ -16,13 +16,12 @@ import (
 
 	"stockledger/ledger"
 	"stockledger/ledger/transport"
-	"stockledger/projections"
 )
 
 // Partitioned projection bounds and defaults.
 const (
-	// LeaseBucket is the KV bucket that holds partition leases and the
-	// membership of projecting instances.
+	// LeaseBucket is the KV bucket that holds partition leases and a key
+	// per live instance of the partitioned projection.
 	LeaseBucket = "LEDGER_PARTITIONS"
 	// DefaultLeaseTTL is how long a partition stays owned by an instance
 	// that stopped renewing it: the failover time is about this long.
@@ -41,12 +40,12 @@ const (
 	progressEvery = 100 * time.Millisecond
 )
 
-// PartitionOptions configure a Partitioned group member.
+// PartitionOptions configure a Partitioned.
 type PartitionOptions struct {
 	// Partitions is the event stream's partition count, 2 to
 	// transport.PartitionsMax.
 	Partitions int
-	// Instance names this member, unique among the instances sharing the
+	// Instance names this instance, unique among the instances sharing the
 	// store (a host name, say).
 	Instance string
 	// LeaseTTL: zero means DefaultLeaseTTL.
@@ -58,8 +57,10 @@ type PartitionOptions struct {
 	Projector Options
 }
 
-// Partitioned runs the projectors of the partitions this instance holds a
-// lease on. Each partition is folded by at most one instance at a time: an
+// Partitioned is this instance's part of a partitioned projection: several
+// instances fold the partitions of one partitioned event stream into one
+// shared store, each partition by its own Projector. Partitioned runs the
+// projectors of the partitions this instance holds a lease on. Each partition is folded by at most one instance at a time: an
 // instance starts a partition's projector only after creating its lease key
 // in the KV bucket, renews it while it runs, and stops the projector as soon
 // as a renewal fails. When an instance dies its leases lapse after LeaseTTL
@@ -76,7 +77,7 @@ type PartitionOptions struct {
 type Partitioned struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
-	store projections.Store
+	store Store
 	o     PartitionOptions
 	log   *slog.Logger
 
@@ -94,15 +95,19 @@ type Partitioned struct {
 	deadDone   atomic.Uint64 // dead letters of projectors that stopped
 }
 
+// runningPartition is a partition this instance holds the lease of, with
+// its projector.
 type runningPartition struct {
-	p      *Projector
+	pr     *Projector
 	rev    uint64 // lease revision
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// NewPartitioned returns a group member; Run starts it.
-func NewPartitioned(nc *nats.Conn, js jetstream.JetStream, store projections.Store, o PartitionOptions) (*Partitioned, error) {
+// NewPartitioned returns this instance's part of the partitioned
+// projection; Run starts it. It returns an error naming the option when
+// Partitions is not from 2 to transport.PartitionsMax or Instance is empty.
+func NewPartitioned(nc *nats.Conn, js jetstream.JetStream, store Store, o PartitionOptions) (*Partitioned, error) {
 	if o.Partitions < 2 || o.Partitions > transport.PartitionsMax {
 		return nil, fmt.Errorf("partitions %d: must be from 2 to %d", o.Partitions, transport.PartitionsMax)
 	}
@@ -126,33 +131,33 @@ func NewPartitioned(nc *nats.Conn, js jetstream.JetStream, store projections.Sto
 	}, nil
 }
 
-// PartitionName is the consumer and checkpoint name of partition p.
-func PartitionName(prefix string, p int) string { return prefix + "-p" + strconv.Itoa(p) }
+// PartitionName is the consumer and checkpoint name of partition part.
+func PartitionName(prefix string, part int) string { return prefix + "-p" + strconv.Itoa(part) }
 
 // Run holds leases and runs projectors until ctx ends, then stops them
 // (each finishes its batch in hand) and gives its leases back, so that
 // another instance takes over at once. It returns nil when ctx ends: a lease
 // bucket that cannot be made yet (no meta leader, say) is retried, and Err
 // reports it meanwhile.
-func (g *Partitioned) Run(ctx context.Context) error {
-	kv, err := g.leaseBucket(ctx)
+func (pp *Partitioned) Run(ctx context.Context) error {
+	kv, err := pp.leaseBucket(ctx)
 	if err != nil {
 		return nil // ctx ended
 	}
 	var wg sync.WaitGroup
 	pctx, stopProgress := context.WithCancel(ctx)
 	wg.Add(1)
-	go func() { defer wg.Done(); g.trackProgress(pctx) }()
+	go func() { defer wg.Done(); pp.trackProgress(pctx) }()
 	defer func() {
-		g.stopAll(kv)
+		pp.stopAll(kv)
 		stopProgress()
 		wg.Wait()
 	}()
 
-	tick := time.NewTicker(g.o.LeaseTTL / leaseRenewDivisor)
+	tick := time.NewTicker(pp.o.LeaseTTL / leaseRenewDivisor)
 	defer tick.Stop()
 	for {
-		g.round(ctx, kv)
+		pp.round(ctx, kv)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -163,21 +168,21 @@ func (g *Partitioned) Run(ctx context.Context) error {
 
 // leaseBucket creates or opens the lease bucket, retrying while the cluster
 // cannot answer (a meta leader election, say) until ctx ends.
-func (g *Partitioned) leaseBucket(ctx context.Context) (jetstream.KeyValue, error) {
-	wait := 100 * time.Millisecond
+func (pp *Partitioned) leaseBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	wait := retryWaitMin
 	for {
 		kctx, cancel := context.WithTimeout(ctx, leaseBucketTimeout)
-		kv, err := g.js.CreateOrUpdateKeyValue(kctx, jetstream.KeyValueConfig{
+		kv, err := pp.js.CreateOrUpdateKeyValue(kctx, jetstream.KeyValueConfig{
 			Bucket: LeaseBucket, Description: "stock ledger: partition leases",
-			History: 1, TTL: g.o.LeaseTTL, Storage: jetstream.FileStorage, Replicas: max(1, g.o.Replicas),
+			History: 1, TTL: pp.o.LeaseTTL, Storage: jetstream.FileStorage, Replicas: max(1, pp.o.Replicas),
 		})
 		cancel()
 		if err == nil {
-			g.setErr(nil)
+			pp.setErr(nil)
 			return kv, nil
 		}
-		g.setErr(fmt.Errorf("lease bucket %s: %w", LeaseBucket, err))
-		g.log.Warn("lease bucket not ready; retrying", "bucket", LeaseBucket, "err", err, "wait", wait)
+		pp.setErr(fmt.Errorf("lease bucket %s: %w", LeaseBucket, err))
+		pp.log.Warn("lease bucket not ready; retrying", "bucket", LeaseBucket, "err", err, "wait", wait)
 		if !sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
@@ -185,27 +190,27 @@ func (g *Partitioned) leaseBucket(ctx context.Context) (jetstream.KeyValue, erro
 	}
 }
 
-// round renews membership and leases, then takes or gives back partitions
-// toward the fair share.
-func (g *Partitioned) round(ctx context.Context, kv jetstream.KeyValue) {
+// round renews this instance's key and its leases, then takes or gives
+// back partitions toward the fair share.
+func (pp *Partitioned) round(ctx context.Context, kv jetstream.KeyValue) {
 	op := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, leaseOpTimeout) }
 	var roundErr error
 	c, cancel := op()
-	_, err := kv.Put(c, "member."+g.o.Instance, []byte(time.Now().UTC().Format(time.RFC3339)))
+	_, err := kv.Put(c, "member."+pp.o.Instance, []byte(time.Now().UTC().Format(time.RFC3339)))
 	cancel()
 	if err != nil {
 		roundErr = fmt.Errorf("renew membership: %w", err)
 	}
 	// Renew every lease; a failed renewal stops the partition at once: past
 	// the TTL another instance may own it.
-	for _, p := range g.owned() {
-		rp := g.get(p)
+	for _, part := range pp.owned() {
+		rp := pp.get(part)
 		c, cancel := op()
-		rev, err := kv.Update(c, leaseKey(p), []byte(g.o.Instance), rp.rev)
+		rev, err := kv.Update(c, leaseKey(part), []byte(pp.o.Instance), rp.rev)
 		cancel()
 		if err != nil {
-			g.log.Warn("partition lease lost; stopping its projector", "partition", p, "err", err)
-			g.stop(p)
+			pp.log.Warn("partition lease lost; stopping its projector", "partition", part, "err", err)
+			pp.stop(part)
 			continue
 		}
 		rp.rev = rev
@@ -213,42 +218,45 @@ func (g *Partitioned) round(ctx context.Context, kv jetstream.KeyValue) {
 	if ctx.Err() != nil {
 		return
 	}
-	members := g.members(ctx, kv)
-	fair := (g.o.Partitions + members - 1) / members
-	owned := g.owned()
+	live := pp.liveInstances(ctx, kv)
+	fair := (pp.o.Partitions + live - 1) / live
+	owned := pp.owned()
 	for len(owned) > fair {
-		p := owned[len(owned)-1]
+		part := owned[len(owned)-1]
 		owned = owned[:len(owned)-1]
-		rev := g.get(p).rev
-		g.stop(p)
+		rev := pp.get(part).rev
+		pp.stop(part)
 		c, cancel := op()
-		err := kv.Delete(c, leaseKey(p), jetstream.LastRevision(rev))
+		err := kv.Delete(c, leaseKey(part), jetstream.LastRevision(rev))
 		cancel()
-		g.log.Info("partition given back for balance", "partition", p, "members", members, "err", err)
+		pp.log.Info("partition given back for balance", "partition", part, "members", live, "err", err)
 	}
-	start := int(hashInstance(g.o.Instance) % uint32(g.o.Partitions))
-	for i := 0; i < g.o.Partitions && len(owned) < fair; i++ {
-		p := (start + i) % g.o.Partitions
-		if g.get(p) != nil {
+	start := int(hashInstance(pp.o.Instance) % uint32(pp.o.Partitions))
+	for i := 0; i < pp.o.Partitions && len(owned) < fair; i++ {
+		part := (start + i) % pp.o.Partitions
+		if pp.get(part) != nil {
 			continue
 		}
 		c, cancel := op()
-		rev, err := kv.Create(c, leaseKey(p), []byte(g.o.Instance))
+		rev, err := kv.Create(c, leaseKey(part), []byte(pp.o.Instance))
 		cancel()
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrKeyExists) {
-				roundErr = fmt.Errorf("take partition %d: %w", p, err)
+				roundErr = fmt.Errorf("take partition %d: %w", part, err)
 			}
 			continue
 		}
-		g.begin(ctx, p, rev)
-		owned = append(owned, p)
+		pp.begin(ctx, part, rev)
+		owned = append(owned, part)
 	}
-	g.setErr(roundErr)
+	pp.setErr(roundErr)
 }
 
-func leaseKey(p int) string { return "owner." + strconv.Itoa(p) }
+// leaseKey is the lease bucket key of partition part.
+func leaseKey(part int) string { return "owner." + strconv.Itoa(part) }
 
+// hashInstance is FNV-1a of s: where an instance starts looking for
+// partitions to take, so that instances do not all try the same first.
 func hashInstance(s string) uint32 {
 	h := uint32(2166136261)
 	for i := 0; i < len(s); i++ {
@@ -257,9 +265,9 @@ func hashInstance(s string) uint32 {
 	return h
 }
 
-// members counts live instances (their membership keys have not lapsed),
-// at least 1 (this one).
-func (g *Partitioned) members(ctx context.Context, kv jetstream.KeyValue) int {
+// liveInstances counts live instances (their instance keys have not
+// lapsed), at least 1 (this one).
+func (pp *Partitioned) liveInstances(ctx context.Context, kv jetstream.KeyValue) int {
 	c, cancel := context.WithTimeout(ctx, leaseOpTimeout)
 	defer cancel()
 	kl, err := kv.ListKeysFiltered(c, "member.>")
@@ -268,7 +276,7 @@ func (g *Partitioned) members(ctx context.Context, kv jetstream.KeyValue) int {
 	}
 	defer kl.Stop()
 	// The lister may report a key twice: count distinct ones.
-	seen := map[string]bool{"member." + g.o.Instance: true}
+	seen := map[string]bool{"member." + pp.o.Instance: true}
 	for k := range kl.Keys() {
 		if seen[k] = true; len(seen) >= leaseKeysMax {
 			break
@@ -277,95 +285,100 @@ func (g *Partitioned) members(ctx context.Context, kv jetstream.KeyValue) int {
 	return len(seen)
 }
 
-// begin starts a fresh projector for partition p: it reads the partition's
+// begin starts a fresh projector for partition part: it reads the partition's
 // checkpoint from the store and starts with an empty cache, so nothing a
 // previous owner left behind is trusted.
-func (g *Partitioned) begin(ctx context.Context, p int, rev uint64) {
-	o := g.o.Projector
-	o.Name = PartitionName(g.o.Projector.Name, p)
-	o.FilterSubject = transport.PartitionFilter(p)
-	o.Partitions, o.Partition = g.o.Partitions, p
-	o.Log = g.log.With("partition", p)
-	proj := NewProjector(g.nc, g.js, g.store, o)
+func (pp *Partitioned) begin(ctx context.Context, part int, rev uint64) {
+	o := pp.o.Projector
+	o.Name = PartitionName(pp.o.Projector.Name, part)
+	o.FilterSubject = transport.PartitionFilter(part)
+	o.Partitions, o.Partition = pp.o.Partitions, part
+	o.Log = pp.log.With("partition", part)
+	pr := NewProjector(pp.nc, pp.js, pp.store, o)
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	rp := &runningPartition{p: proj, rev: rev, cancel: cancel, done: make(chan struct{})}
-	g.mu.Lock()
-	g.running[p] = rp
-	g.mu.Unlock()
-	g.log.Info("partition taken", "partition", p, "consumer", o.Name)
+	rp := &runningPartition{pr: pr, rev: rev, cancel: cancel, done: make(chan struct{})}
+	pp.mu.Lock()
+	pp.running[part] = rp
+	pp.mu.Unlock()
+	pp.log.Info("partition taken", "partition", part, "consumer", o.Name)
 	go func() {
 		defer close(rp.done)
-		if err := proj.Run(pctx); err != nil {
-			g.setErr(fmt.Errorf("partition %d: %w", p, err))
+		if err := pr.Run(pctx); err != nil {
+			pp.setErr(fmt.Errorf("partition %d: %w", part, err))
 		}
 	}()
 }
 
-// stop ends partition p's projector and waits until it has finished its
+// stop ends partition part's projector and waits until it has finished its
 // batch in hand.
-func (g *Partitioned) stop(p int) {
-	rp := g.get(p)
+func (pp *Partitioned) stop(part int) {
+	rp := pp.get(part)
 	if rp == nil {
 		return
 	}
 	rp.cancel()
 	<-rp.done
-	g.deadDone.Add(rp.p.DeadLettered())
-	g.mu.Lock()
-	delete(g.running, p)
-	g.mu.Unlock()
+	pp.deadDone.Add(rp.pr.DeadLettered())
+	pp.mu.Lock()
+	delete(pp.running, part)
+	pp.mu.Unlock()
 }
 
-func (g *Partitioned) stopAll(kv jetstream.KeyValue) {
-	for _, p := range g.owned() {
-		rev := g.get(p).rev
-		g.stop(p)
+// stopAll stops every partition this instance runs, gives its leases back
+// and removes its instance key, so that the others take over at once.
+func (pp *Partitioned) stopAll(kv jetstream.KeyValue) {
+	for _, part := range pp.owned() {
+		rev := pp.get(part).rev
+		pp.stop(part)
 		c, cancel := context.WithTimeout(context.Background(), leaseOpTimeout)
-		if err := kv.Delete(c, leaseKey(p), jetstream.LastRevision(rev)); err != nil {
-			g.log.Warn("partition lease not given back; it lapses by itself", "partition", p, "err", err)
+		if err := kv.Delete(c, leaseKey(part), jetstream.LastRevision(rev)); err != nil {
+			pp.log.Warn("partition lease not given back; it lapses by itself", "partition", part, "err", err)
 		}
 		cancel()
 	}
 	c, cancel := context.WithTimeout(context.Background(), leaseOpTimeout)
-	_ = kv.Delete(c, "member."+g.o.Instance)
+	_ = kv.Delete(c, "member."+pp.o.Instance)
 	cancel()
 }
 
-func (g *Partitioned) get(p int) *runningPartition {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.running[p]
+// get returns partition part while this instance runs it, else nil.
+func (pp *Partitioned) get(part int) *runningPartition {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.running[part]
 }
 
 // Owned returns the partitions this instance runs a projector for, in order.
-func (g *Partitioned) Owned() []int {
-	return g.owned()
+func (pp *Partitioned) Owned() []int {
+	return pp.owned()
 }
 
-func (g *Partitioned) owned() []int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	ps := make([]int, 0, len(g.running))
-	for p := range g.running {
-		ps = append(ps, p)
+// owned returns the partitions this instance runs, in order.
+func (pp *Partitioned) owned() []int {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	parts := make([]int, 0, len(pp.running))
+	for part := range pp.running {
+		parts = append(parts, part)
 	}
-	sort.Ints(ps)
-	return ps
+	sort.Ints(parts)
+	return parts
 }
 
-func (g *Partitioned) setErr(err error) {
-	g.mu.Lock()
-	g.lastErr = err
-	g.mu.Unlock()
+// setErr records the last lease round's error; nil clears it.
+func (pp *Partitioned) setErr(err error) {
+	pp.mu.Lock()
+	pp.lastErr = err
+	pp.mu.Unlock()
 }
 
 // trackProgress reads every partition's checkpoint from the store and its
 // last stream sequence from the stream, for WaitApplied and Applied.
-func (g *Partitioned) trackProgress(ctx context.Context) {
+func (pp *Partitioned) trackProgress(ctx context.Context) {
 	tick := time.NewTicker(progressEvery)
 	defer tick.Stop()
 	for {
-		g.readProgress(ctx)
+		pp.readProgress(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -374,22 +387,24 @@ func (g *Partitioned) trackProgress(ctx context.Context) {
 	}
 }
 
-func (g *Partitioned) readProgress(ctx context.Context) {
+// readProgress reads every partition's checkpoint and last stream sequence
+// once, works out Applied and wakes the waiters.
+func (pp *Partitioned) readProgress(ctx context.Context) {
 	c, cancel := context.WithTimeout(ctx, leaseOpTimeout)
 	defer cancel()
-	st, err := g.js.Stream(c, transport.EventStream)
+	st, err := pp.js.Stream(c, transport.EventStream)
 	if err != nil {
 		return
 	}
 	// The stream's last sequence first: every partition's last sequence read
 	// after it covers every event at or below it.
 	streamLast := st.CachedInfo().State.LastSeq
-	ckpts, lasts := make([]uint64, g.o.Partitions), make([]uint64, g.o.Partitions)
-	for p := range g.o.Partitions {
-		if ckpts[p], err = g.store.Checkpoint(c, PartitionName(g.o.Projector.Name, p)); err != nil {
+	ckpts, lasts := make([]uint64, pp.o.Partitions), make([]uint64, pp.o.Partitions)
+	for part := range pp.o.Partitions {
+		if ckpts[part], err = pp.store.Checkpoint(c, PartitionName(pp.o.Projector.Name, part)); err != nil {
 			return
 		}
-		if lasts[p], err = transport.LastSeqFromLeader(c, g.nc, transport.EventStream, transport.PartitionFilter(p)); err != nil {
+		if lasts[part], err = transport.LastSeqFromLeader(c, pp.nc, transport.EventStream, transport.PartitionFilter(part)); err != nil {
 			return
 		}
 	}
@@ -398,89 +413,93 @@ func (g *Partitioned) readProgress(ctx context.Context) {
 	// caught up it is the last sequence of any partition.
 	var applied uint64
 	behind := false
-	for p := range ckpts {
-		if ckpts[p] < lasts[p] {
-			if !behind || ckpts[p] < applied {
-				applied = ckpts[p]
+	for part := range ckpts {
+		if ckpts[part] < lasts[part] {
+			if !behind || ckpts[part] < applied {
+				applied = ckpts[part]
 			}
 			behind = true
 		} else if !behind {
-			applied = max(applied, lasts[p])
+			applied = max(applied, lasts[part])
 		}
 	}
-	g.mu.Lock()
-	g.ckpts, g.lasts, g.applied, g.streamLast = ckpts, lasts, applied, streamLast
-	close(g.advance)
-	g.advance = make(chan struct{})
-	g.mu.Unlock()
+	pp.mu.Lock()
+	pp.ckpts, pp.lasts, pp.applied, pp.streamLast = ckpts, lasts, applied, streamLast
+	close(pp.advance)
+	pp.advance = make(chan struct{})
+	pp.mu.Unlock()
 }
 
 // Applied returns a stream sequence at or below which every event is applied
 // in the shared store, as of the last progress read.
-func (g *Partitioned) Applied() uint64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.applied
+func (pp *Partitioned) Applied() uint64 {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.applied
 }
 
 // WaitApplied waits until every event at or below seq is applied in the
 // shared store, whichever instance applies it, or ctx ends (its error
 // returned). A partition's events are applied in stream order, so it is
 // there once its checkpoint reaches seq or its last event.
-func (g *Partitioned) WaitApplied(ctx context.Context, seq uint64) error {
-	return g.wait(ctx, seq, func(p int) bool { return true })
+func (pp *Partitioned) WaitApplied(ctx context.Context, seq uint64) error {
+	return pp.wait(ctx, seq, func(int) bool { return true })
 }
 
-func (g *Partitioned) wait(ctx context.Context, seq uint64, in func(p int) bool) error {
+// wait returns once every partition for which in is true has applied seq,
+// or its last event when seq lies past it, as of a progress read that
+// covers seq; or ctx's error when it ends first.
+func (pp *Partitioned) wait(ctx context.Context, seq uint64, in func(part int) bool) error {
 	for {
-		g.mu.Lock()
-		ch, done := g.advance, true
-		for p := range g.ckpts {
-			if in(p) && g.ckpts[p] < min(seq, g.lasts[p]) {
+		pp.mu.Lock()
+		ch, done := pp.advance, true
+		for part := range pp.ckpts {
+			if in(part) && pp.ckpts[part] < min(seq, pp.lasts[part]) {
 				done = false
 			}
 		}
 		if seq == 0 {
 			done = true
 		}
-		done = done && seq <= g.streamLast
-		g.mu.Unlock()
+		done = done && seq <= pp.streamLast
+		pp.mu.Unlock()
 		if done {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("wait for seq %d (applied %d): %w", seq, g.Applied(), ctx.Err())
+			return fmt.Errorf("wait for seq %d (applied %d): %w", seq, pp.Applied(), ctx.Err())
 		}
 	}
 }
 
 // ListingState implements transport.Catalog from the shared store, once the
 // shop's partition has applied minSeq (the SKU's last stream sequence).
-func (g *Partitioned) ListingState(ctx context.Context, shop, sku string, minSeq uint64) (ledger.ListingState, error) {
-	part := transport.Partition(shop, g.o.Partitions)
-	if err := g.wait(ctx, minSeq, func(p int) bool { return p == part }); err != nil {
+func (pp *Partitioned) ListingState(ctx context.Context, shop, sku string, minSeq uint64) (ledger.ListingState, error) {
+	shopPart := transport.Partition(shop, pp.o.Partitions)
+	if err := pp.wait(ctx, minSeq, func(part int) bool { return part == shopPart }); err != nil {
 		return ledger.ListingState{}, err
 	}
-	return listingState(ctx, g.store, shop, sku)
+	return listingState(ctx, pp.store, shop, sku)
 }
 
-// Err returns why this member is not healthy: a lease or membership error, or
-// the failure of one of its partitions' projectors; nil when healthy.
-func (g *Partitioned) Err() error {
-	g.mu.Lock()
-	err := g.lastErr
-	running := make([]*runningPartition, 0, len(g.running))
-	for _, rp := range g.running {
+// Err returns why this instance's part is not healthy: an error of the lease
+// bucket, of its leases or of its instance key, or the failure of one of its
+// partitions' projectors; nil when healthy.
+func (pp *Partitioned) Err() error {
+	pp.mu.Lock()
+	err := pp.lastErr
+	running := make([]*runningPartition, 0, len(pp.running))
+	for _, rp := range pp.running {
 		running = append(running, rp)
 	}
-	g.mu.Unlock()
+	pp.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	for _, rp := range running {
-		if err := rp.p.Err(); err != nil {
+		if err := rp.pr.Err(); err != nil {
 			return err
 		}
 	}
@@ -489,37 +508,23 @@ func (g *Partitioned) Err() error {
 
 // DeadLettered returns how many messages this process's partition projectors
 // sent to the dead-letter stream.
-func (g *Partitioned) DeadLettered() uint64 {
-	n := g.deadDone.Load()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, rp := range g.running {
-		n += rp.p.DeadLettered()
+func (pp *Partitioned) DeadLettered() uint64 {
+	n := pp.deadDone.Load()
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	for _, rp := range pp.running {
+		n += rp.pr.DeadLettered()
 	}
 	return n
 }
 
 // Held sums Projector.Held over the partitions this instance runs.
-func (g *Partitioned) Held() (skus, orders int64) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, rp := range g.running {
-		s, o := rp.p.Held()
+func (pp *Partitioned) Held() (skus, orders int64) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	for _, rp := range pp.running {
+		s, o := rp.pr.Held()
 		skus, orders = skus+s, orders+o
 	}
 	return skus, orders
-}
-
-func listingState(ctx context.Context, store projections.Store, shop, sku string) (ledger.ListingState, error) {
-	v, err := store.SKU(ctx, shop, sku)
-	if errors.Is(err, projections.ErrNotFound) {
-		return ledger.ListingState{}, nil
-	}
-	if err != nil {
-		return ledger.ListingState{}, err
-	}
-	return ledger.ListingState{
-		Known: v.Status != projections.StatusUnlisted, Listed: v.Status == projections.StatusListed,
-		SalesForm: ledger.SalesForm(v.SalesForm), ShipWithinHours: v.ShipWithinHours, ShipWithinDays: v.ShipWithinDays,
-	}, nil
 }

@@ -12,8 +12,8 @@ import (
 	"stockledger/ledger/transport"
 )
 
-// TestPartitionedTakeover runs two group members over a 3-partition stream
-// and one shared store: together they hold every partition, each at most
+// TestPartitionedTakeover runs two instances of a partitioned projection
+// (two Partitioned) over a 3-partition stream and one shared store: together they hold every partition, each at most
 // two; when one stops, the other takes its partitions over and folds what
 // comes next; every event is applied once.
 func TestPartitionedTakeover(t *testing.T) {

@@ -2,16 +2,10 @@ package consumers
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -39,19 +33,12 @@ const (
 	// DefaultSweepEvery is how often open orders are checked against their
 	// ship promise.
 	DefaultSweepEvery = time.Second
-	// sweepSKUsMax bounds the SKUs one sweep loads.
-	sweepSKUsMax = 1000
-	// ackWait is how long the server waits for an ack before redelivering.
-	ackWait = 30 * time.Second
-	// commitTimeout bounds one store commit; shutdown does not cut it short.
-	commitTimeout = 30 * time.Second
+	// retryWaitMin is the first wait before a failed batch, write or lease
+	// bucket is tried again; it doubles with each failure up to
+	// retryWaitMax.
+	retryWaitMin = 100 * time.Millisecond
 	// retryWaitMax bounds the wait between attempts of a failed batch.
 	retryWaitMax = 5 * time.Second
-	// fillWaitMax bounds the wait for messages the stream holds but the
-	// client has not received yet, before a batch is committed short.
-	fillWaitMax = 5 * time.Millisecond
-	// outboxBatchMax bounds the alert changes published in one round.
-	outboxBatchMax = 1000
 )
 
 // Options configure a Projector. Zero values take the defaults above.
@@ -62,11 +49,17 @@ type Options struct {
 	// whole stream, the projector checks that stream sequences arrive
 	// without a gap.
 	FilterSubject string
-	BatchMax      int
+	// BatchMax bounds a batch while the projector keeps up; 0 means
+	// DefaultBatchMax.
+	BatchMax int
 	// CatchUpMax bounds a batch when the projector is at least BatchMax
 	// messages behind; 0 means 10 × BatchMax, below BatchMax it is BatchMax.
 	CatchUpMax int
-	CacheMax   int
+	// CacheMax bounds the SKU states kept between batches; 0 means
+	// DefaultCacheMax.
+	CacheMax int
+	// SweepEvery is how often the ship-promise sweep runs; 0 means
+	// DefaultSweepEvery.
 	SweepEvery time.Duration
 	// Now is the clock of the ship-promise sweep; nil means time.Now.
 	Now func() time.Time
@@ -88,53 +81,16 @@ type Options struct {
 	// Partitions is the event stream's partition count (transport.EventPartitions);
 	// 0 or 1 for an unpartitioned stream. With 2 or more, Partition names the
 	// one this projector folds: the subject check expects the stored form
-	// stock.events.<p>.<shop>.<sku>, and the ship-promise sweep touches only
-	// SKUs of shops in this partition (another partition's projector owns
-	// the rest, and a stale cached copy written here would undo its work).
+	// stock.events.<partition>.<shop>.<sku>, and the ship-promise sweep
+	// touches only SKUs of shops in this partition (another partition's
+	// projector owns the rest, and a stale cached copy written here would
+	// undo its work).
 	Partitions int
 	Partition  int
 }
 
-// Projector folds the event stream into a Store. Run it once; its read
-// methods (Applied, WaitApplied, ListingState, Health) are safe for
-// concurrent use.
-type Projector struct {
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	store projections.Store
-	o     Options
-	log   *slog.Logger
-
-	applied atomic.Uint64
-	mu      sync.Mutex
-	advance chan struct{} // closed and replaced at every commit
-	lastErr error         // last failure of a batch, nil once one commits
-	failing atomic.Bool
-
-	cache map[projections.SKUKey]*projections.SKU
-	// ckpt is the store's checkpoint (the last batch committed); folded the
-	// last sequence folded into the cache, ahead of ckpt while a write is in
-	// flight.
-	ckpt, folded uint64
-	inflight     *flight
-	alertFloor   uint64
-	outboxKick   chan struct{}
-	deadCount    atomic.Uint64
-	appliedRuns  atomic.Uint64
-	// heldSKUs and heldOrders count the SKU states cached and the orders
-	// they hold, recounted at most every heldCountEvery (see Held).
-	heldSKUs, heldOrders atomic.Int64
-	heldCounted          time.Time
-
-	kvFloor   uint64
-	kvPending map[projections.SKUKey][]byte
-	// delivered is the consumer sequence of the last delivery seen in this
-	// consumer session (see checkDelivery).
-	delivered uint64
-}
-
-// NewProjector returns a projector of the STOCK_EVENTS stream into store.
-func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store, o Options) *Projector {
+// withDefaults returns o with its zero values replaced by the defaults.
+func (o Options) withDefaults() Options {
 	if o.Name == "" {
 		o.Name = DefaultName
 	}
@@ -160,955 +116,128 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store projections.Store
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Projector{
-		nc: nc, js: js, store: store, o: o, log: o.Log.With("projector", o.Name),
-		advance:    make(chan struct{}),
-		cache:      make(map[projections.SKUKey]*projections.SKU),
-		outboxKick: make(chan struct{}, 1),
-		kvPending:  make(map[projections.SKUKey][]byte),
+	return o
+}
+
+// Store is what a projector needs of a read model, which projections.Store
+// has: projections.Writer to load the states it folds and commit batches,
+// projections.Outbox for the alert publisher, and one read, SKU (see
+// projections.Reader), for ListingState. It must be safe for concurrent
+// use: ListingState reads while the projector writes.
+type Store interface {
+	projections.Writer
+	projections.Outbox
+	SKU(ctx context.Context, shop, sku string) (projections.View, error)
+}
+
+// Projector folds the event stream into a store, exactly once: it commits
+// each batch with its last stream sequence in one transaction, then
+// acknowledges it. Run it once; its read methods (Applied, WaitApplied,
+// ListingState, Err, DeadLettered, Held) are safe for concurrent use.
+type Projector struct {
+	// How a batch flows, on one goroutine (the fold loop): loop pulls it,
+	// checks its sequences and decodes it; folder folds it into the cached
+	// SKU states; deads dead-letters what was refused; commits lands the
+	// write before (drain) and starts this one's, so that the next batch
+	// folds while it commits; once it committed, land tells the listeners
+	// and loop acknowledges it (pipeline.go).
+	o         Options
+	log       *slog.Logger
+	reader    skuReader // ListingState's reads
+	loop      *batchLoop
+	folder    *folder
+	deads     *deadLetters
+	commits   *committer
+	listeners []commitListener // told of every commit, in order (land)
+	applied   *appliedSeq
+	alerts    *alertPublisher
+	bucket    *viewBucket // nil without Options.ViewBucket
+	health    *health
+}
+
+// NewProjector returns a projector of the STOCK_EVENTS stream into store;
+// zero values of o take the defaults. Run starts it.
+func NewProjector(nc *nats.Conn, js jetstream.JetStream, store Store, o Options) *Projector {
+	o = o.withDefaults()
+	log := o.Log.With("projector", o.Name)
+	h := &health{}
+	pr := &Projector{
+		o: o, log: log, reader: store,
+		folder:  newFolder(store, o),
+		deads:   &deadLetters{js: js, hook: o.Hooks.DeadLettered, log: log},
+		commits: &committer{store: store, name: o.Name, log: log, health: h},
+		applied: newAppliedSeq(),
+		alerts:  newAlertPublisher(js, store, log),
+		health:  h,
 	}
-}
-
-// heldCountEvery bounds how often land recounts what the cache holds.
-const heldCountEvery = time.Second
-
-// Held returns how many SKU states the projector holds in memory and how
-// many orders they hold (open and early ones, and those closed since their
-// batch was folded), as counted within the last second of work.
-func (p *Projector) Held() (skus, orders int64) {
-	return p.heldSKUs.Load(), p.heldOrders.Load()
-}
-
-// countHeld recounts what the cache holds, at most every heldCountEvery.
-// Caller is the fold loop.
-func (p *Projector) countHeld() {
-	if time.Since(p.heldCounted) < heldCountEvery {
-		return
+	pr.loop = newBatchLoop(js, o, pr, h, log)
+	// The order in which a commit is told: metrics, waiters, then the
+	// views and the alerts that dashboards watch.
+	pr.listeners = []commitListener{o.Hooks, pr.applied, viewSubjects{nc: nc, log: log}}
+	if o.ViewBucket != "" {
+		pr.bucket = newViewBucket(js, o.ViewBucket, log)
+		pr.listeners = append(pr.listeners, pr.bucket)
 	}
-	p.heldCounted = time.Now()
-	var n int64
-	for _, s := range p.cache {
-		n += int64(len(s.Orders))
-	}
-	p.heldSKUs.Store(int64(len(p.cache)))
-	p.heldOrders.Store(n)
-}
-
-// Applied returns the last stream sequence committed to the store.
-func (p *Projector) Applied() uint64 { return p.applied.Load() }
-
-// DeadLettered returns how many messages this process sent to the dead-letter
-// stream.
-func (p *Projector) DeadLettered() uint64 { return p.deadCount.Load() }
-
-// WaitApplied waits until the projector has committed stream sequence seq,
-// or ctx ends (its error returned).
-func (p *Projector) WaitApplied(ctx context.Context, seq uint64) error {
-	for {
-		p.mu.Lock()
-		ch := p.advance
-		p.mu.Unlock()
-		if p.applied.Load() >= seq {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("wait for seq %d (applied %d): %w", seq, p.applied.Load(), ctx.Err())
-		}
-	}
-}
-
-// ListingState implements transport.Catalog from the store, once the projector
-// has applied minSeq.
-func (p *Projector) ListingState(ctx context.Context, shop, sku string, minSeq uint64) (ledger.ListingState, error) {
-	if err := p.WaitApplied(ctx, minSeq); err != nil {
-		return ledger.ListingState{}, err
-	}
-	return listingState(ctx, p.store, shop, sku)
-}
-
-// Err returns the error of the last failed batch while the projector cannot
-// commit (the store is down, say), nil when it is healthy.
-func (p *Projector) Err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.lastErr
-}
-
-func (p *Projector) setErr(err error) {
-	p.mu.Lock()
-	p.lastErr = err
-	p.mu.Unlock()
-	p.failing.Store(err != nil)
+	pr.listeners = append(pr.listeners, pr.alerts)
+	return pr
 }
 
 // Run consumes until ctx ends, then finishes the batch in hand (committed
 // and acknowledged, or left unacknowledged, never half-applied) and
-// returns nil. It returns an error only when it cannot go on.
-func (p *Projector) Run(ctx context.Context) error {
-	ckpt, err := p.store.Checkpoint(ctx, p.o.Name)
+// returns nil. It returns an error only when it cannot go on: the store's
+// checkpoint cannot be read at start.
+func (pr *Projector) Run(ctx context.Context) error {
+	ckpt, err := pr.commits.store.Checkpoint(ctx, pr.o.Name)
 	if err != nil {
 		return fmt.Errorf("read checkpoint: %w", err)
 	}
-	p.ckpt, p.folded = ckpt, ckpt
-	p.applied.Store(ckpt)
-	if p.o.SkipPublishedAlerts {
-		p.alertFloor = p.lastPublishedAlertCheckpoint(ctx)
+	pr.commits.ckpt = ckpt
+	pr.applied.set(ckpt)
+	if pr.o.SkipPublishedAlerts {
+		pr.alerts.skipPublished(ctx)
 	}
-	if p.o.ViewBucket != "" {
-		p.kvFloor = p.viewFloor(ctx)
+	if pr.bucket != nil {
+		pr.bucket.start(ctx)
 	}
-	p.log.Info("projector starting", "checkpoint", ckpt, "filter", p.o.FilterSubject)
+	pr.log.Info("projector starting", "checkpoint", ckpt, "filter", pr.o.FilterSubject)
 
-	var wg sync.WaitGroup
-	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
-	wg.Add(1)
-	go func() { defer wg.Done(); p.publishAlerts(pubCtx) }()
-	defer func() {
-		// Publish what the last batches raised, then stop.
-		p.kickOutbox()
-		stopPub()
-		wg.Wait()
-	}()
-
-	for ctx.Err() == nil {
-		err := p.consume(ctx)
-		if err == nil || ctx.Err() != nil {
-			return nil
-		}
-		p.setErr(err)
-		p.log.Warn("projector restarting its consumer", "err", err, "checkpoint", p.ckpt)
-		if !sleep(ctx, time.Second) {
-			return nil
-		}
-	}
+	// Stopped last: it publishes what the last batches raised.
+	stopAlerts := pr.alerts.start(ctx)
+	defer stopAlerts()
+	pr.loop.run(ctx)
 	return nil
 }
 
-// consume (re)creates the durable consumer at the checkpoint and folds
-// batches until ctx ends or the consumer must be made again.
-func (p *Projector) consume(ctx context.Context) error {
-	cons, err := p.consumer(ctx)
-	if err != nil {
-		return err
-	}
-	p.delivered = cons.CachedInfo().Delivered.Consumer
-	it, err := cons.Messages(jetstream.PullMaxMessages(2*p.o.BatchMax), jetstream.PullHeartbeat(5*time.Second))
-	if err != nil {
-		return fmt.Errorf("start pulling: %w", err)
-	}
-	defer it.Stop()
-	// msgs is bounded: when the fold falls behind, the reader blocks and the
-	// client stops pulling. It holds a catch-up batch, so that the reader
-	// decodes the next one while the fold works on this one.
-	msgs := make(chan jetstream.Msg, p.o.CatchUpMax)
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(msgs)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					readErr <- err
-				}
-				return
-			}
-			// Decoding and validating here overlaps them with the fold
-			// loop's commit of the batch before.
-			msgs <- p.predecode(m)
-		}
-	}()
-	defer func() {
-		it.Stop()
-		for range msgs { // let the reader exit; these stay unacknowledged
-		}
-	}()
+// Held returns how many SKU states the projector holds in memory and how
+// many orders they hold (open and early ones, and those closed since their
+// batch was folded), as counted within the last second of work.
+func (pr *Projector) Held() (skus, orders int64) { return pr.folder.held() }
 
-	// A batch in flight when the session ends is waited for and landed:
-	// committed and acknowledged, or left unacknowledged, never half-applied.
-	defer func() {
-		if err := p.drain(context.WithoutCancel(ctx), nil); err != nil && ctx.Err() == nil {
-			p.log.Warn("last batch not committed", "err", err)
-		}
-	}()
-	sweep := time.NewTicker(p.o.SweepEvery)
-	defer sweep.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-readErr:
-			return fmt.Errorf("read messages: %w", err)
-		case err := <-p.inflightDone():
-			if err := p.land(ctx, err, nil); err != nil {
-				return err
-			}
-		case <-sweep.C:
-			if err := p.drain(ctx, nil); err != nil {
-				return err
-			}
-			if err := p.sweep(ctx); err != nil {
-				return err
-			}
-		case m, ok := <-msgs:
-			if !ok {
-				select {
-				case err := <-readErr:
-					return fmt.Errorf("read messages: %w", err)
-				default:
-					return errors.New("message iterator closed")
-				}
-			}
-			// A new slice per batch: the one in flight keeps its own.
-			batch := make([]jetstream.Msg, 1, p.o.BatchMax)
-			batch[0] = m
-			batch = p.fill(batch, msgs)
-			if err := p.process(ctx, batch); err != nil {
-				return err
-			}
-		}
-	}
+// Applied returns the last stream sequence committed to the store.
+func (pr *Projector) Applied() uint64 { return pr.applied.load() }
+
+// DeadLettered returns how many messages this process sent to the dead-letter
+// stream.
+func (pr *Projector) DeadLettered() uint64 { return pr.deads.sent() }
+
+// WaitApplied waits until the projector has committed stream sequence seq,
+// or ctx ends (its error returned).
+func (pr *Projector) WaitApplied(ctx context.Context, seq uint64) error {
+	return pr.applied.wait(ctx, seq)
 }
 
-// fill adds to batch what msgs holds, up to BatchMax, or up to CatchUpMax
-// when the projector is at least BatchMax messages behind (read and not
-// folded, or still in the stream). While the stream holds more for this consumer (the
-// last message's NumPending), it waits up to fillWaitMax for it rather
-// than committing a short batch: behind, batches are full and each
-// commit's fixed cost is paid once per batch; caught up, nothing is
-// pending and nothing waits.
-func (p *Projector) fill(batch []jetstream.Msg, msgs <-chan jetstream.Msg) []jetstream.Msg {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	// Behind: what the reader holds decoded, plus what the stream held
-	// past the first message when it was delivered.
-	limit := p.o.BatchMax
-	if meta, err := batch[0].Metadata(); err == nil && uint64(len(msgs))+meta.NumPending >= uint64(p.o.BatchMax) {
-		limit = p.o.CatchUpMax
+// ListingState implements transport.Catalog from the store, once the projector
+// has applied minSeq.
+func (pr *Projector) ListingState(ctx context.Context, shop, sku string, minSeq uint64) (ledger.ListingState, error) {
+	if err := pr.WaitApplied(ctx, minSeq); err != nil {
+		return ledger.ListingState{}, err
 	}
-	for len(batch) < limit {
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, m)
-			continue
-		default:
-		}
-		meta, err := batch[len(batch)-1].Metadata()
-		if err != nil || meta.NumPending == 0 {
-			return batch
-		}
-		if timer == nil {
-			timer = time.NewTimer(fillWaitMax)
-		}
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, m)
-		case <-timer.C:
-			return batch
-		}
-	}
-	return batch
+	return listingState(ctx, pr.reader, shop, sku)
 }
 
-// consumer returns the durable consumer positioned right after the store's
-// checkpoint. An existing consumer is reused only when it agrees with the
-// checkpoint and has nothing unacknowledged; otherwise it is made again, so
-// that nothing waits out an ack timeout after a restart.
-func (p *Projector) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	cfg := jetstream.ConsumerConfig{
-		Durable:     p.o.Name,
-		Description: "stock ledger projector",
-		AckPolicy:   jetstream.AckAllPolicy,
-		AckWait:     ackWait,
-		MaxDeliver:  -1,
-		// Unacknowledged at most: a batch in flight, one folded, the
-		// reader's channel and the client's pull buffer.
-		MaxAckPending: 3*p.o.CatchUpMax + 2*p.o.BatchMax,
-		FilterSubject: p.o.FilterSubject,
-		ReplayPolicy:  jetstream.ReplayInstantPolicy,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	if p.ckpt > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = p.ckpt + 1
-	}
-	if c, err := p.js.Consumer(ctx, transport.EventStream, p.o.Name); err == nil {
-		info := c.CachedInfo()
-		if info.AckFloor.Stream == p.ckpt && info.NumAckPending == 0 && info.Config.FilterSubject == p.o.FilterSubject {
-			return c, nil
-		}
-		if err := p.js.DeleteConsumer(ctx, transport.EventStream, p.o.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("delete consumer %s to restart it at seq %d: %w", p.o.Name, p.ckpt+1, err)
-		}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("look up consumer %s: %w", p.o.Name, err)
-	}
-	c, err := p.js.CreateConsumer(ctx, transport.EventStream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create consumer %s at seq %d: %w", p.o.Name, p.ckpt+1, err)
-	}
-	return c, nil
-}
-
-// dead is a message the projector refuses, with the reason.
-type dead struct {
-	msg    jetstream.Msg
-	seq    uint64
-	reason string
-}
-
-// applyBatch folds, commits and acknowledges one batch and waits for it:
-// process, then land. Tests drive the projector with it.
-func (p *Projector) applyBatch(ctx context.Context, batch []jetstream.Msg) error {
-	if err := p.process(ctx, batch); err != nil {
-		return err
-	}
-	return p.drain(ctx, nil)
-}
-
-// flight is a batch folded and prepared whose write runs in the background
-// while the next batch is folded.
-type flight struct {
-	batch   []jetstream.Msg
-	changed []*projections.SKU
-	views   [][]byte // JSON of changed[i]'s view, as committed
-	alerts  int
-	lastSeq uint64
-	stats   *BatchStats
-	took    time.Duration // the write's own time, retries included; set before done
-	done    chan error    // receives the write's outcome, once
-}
-
-// process folds a batch on top of what is folded (committed or in flight),
-// then waits for the batch in flight to land and starts this one's write.
-// A batch that fails before its write began (the store unreachable for a
-// load) is retried until it folds or ctx ends; after that, errors end the
-// consumer session, which restarts at the checkpoint.
-func (p *Projector) process(ctx context.Context, batch []jetstream.Msg) error {
-	wait := 100 * time.Millisecond
-	for {
-		err := p.foldBatch(ctx, batch)
-		if err == nil {
-			return nil
-		}
-		var gap *gapError
-		if errors.As(err, &gap) || errors.Is(err, errReset) {
-			return err
-		}
-		p.setErr(err)
-		p.log.Warn("batch not folded; retrying", "err", err, "checkpoint", p.ckpt, "wait", wait)
-		if !sleep(ctx, wait) {
-			return nil
-		}
-		wait = min(2*wait, retryWaitMax)
-	}
-}
-
-// errReset ends a consumer session whose in-memory state can no longer be
-// trusted (a write failed for good): Run restarts it at the store's
-// checkpoint with an empty cache.
-var errReset = errors.New("projector state reset to the store's checkpoint")
-
-// foldBatch does the work of process once. It changes nothing before every
-// SKU the batch names is loaded and every order it needs recalled, so that
-// a failure there leaves the state as it was.
-func (p *Projector) foldBatch(ctx context.Context, batch []jetstream.Msg) error {
-	type item struct {
-		m   jetstream.Msg
-		seq uint64
-		e   ledger.Event
-		s   *projections.SKU
-	}
-	var (
-		items   = make([]item, 0, len(batch))
-		deads   []dead
-		next    = p.folded + 1
-		lastSeq = p.folded
-		need    []projections.OrderKey
-		needed  = make(map[projections.OrderKey]*projections.SKU)
-	)
-	strict := p.o.FilterSubject == transport.EventSubjectRoot+".>"
-	for _, m := range batch {
-		meta, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("message metadata: %w", err)
-		}
-		if !strict {
-			if err := p.checkDelivery(meta); err != nil {
-				return err
-			}
-		}
-		seq := meta.Sequence.Stream
-		if seq < next {
-			continue // applied before: a redelivery
-		}
-		if strict && seq != next {
-			return &gapError{want: next, got: seq}
-		}
-		next, lastSeq = seq+1, seq
-
-		e, reason := p.decodeOnce(m, meta)
-		if reason != "" {
-			deads = append(deads, dead{m, seq, reason})
-			continue
-		}
-		s, err := p.load(ctx, projections.SKUKey{Shop: e.Shop, SKU: e.SKU})
-		if err != nil {
-			return err
-		}
-		if s.NeedsOrder(&e) {
-			k := projections.OrderKey{Shop: e.Shop, SKU: e.SKU, OrderID: e.OrderID}
-			if needed[k] == nil {
-				needed[k] = s
-				need = append(need, k)
-			}
-		}
-		items = append(items, item{m, seq, e, s})
-	}
-	if lastSeq == p.folded {
-		// Only redeliveries: acknowledge them again, once what is in
-		// flight has landed (AckAll would acknowledge it too).
-		if err := p.drain(ctx, nil); err != nil {
-			return err
-		}
-		return p.ack(batch)
-	}
-	if len(need) > 0 {
-		// Orders the SKUs do not hold: new ones, or closed ones the store
-		// has. One query per batch.
-		known, err := p.store.KnownOrders(ctx, need)
-		if err != nil {
-			return fmt.Errorf("recall %d orders: %w", len(need), err)
-		}
-		for k, o := range known {
-			if s := needed[k]; s != nil {
-				s.Recall(o)
-			}
-		}
-	}
-
-	// From here on the cached states change: a failure resets them.
-	var (
-		changed []*projections.SKU
-		seen    = make(map[*projections.SKU]bool)
-		alerts  []projections.Alert
-		applied = make(map[ledger.Type]int)
-	)
-	for _, it := range items {
-		as, err := it.s.Apply(it.seq, &it.e)
-		if err != nil {
-			deads = append(deads, dead{it.m, it.seq, err.Error()})
-			continue
-		}
-		applied[it.e.Type]++
-		alerts = append(alerts, as...)
-		if !seen[it.s] {
-			seen[it.s] = true
-			changed = append(changed, it.s)
-		}
-	}
-	// A sale that arrives after its promise passed is late at once.
-	now := p.o.Now()
-	for _, s := range changed {
-		alerts = append(alerts, s.Advance(now)...)
-	}
-	p.folded = lastSeq
-	if err := p.deadLetter(ctx, deads); err != nil {
-		return p.reset(ctx, err)
-	}
-	// One write in flight at a time: land the one before.
-	if err := p.drain(ctx, changed); err != nil {
-		return err
-	}
-	return p.launch(ctx, &flight{batch: batch, changed: changed, alerts: len(alerts), lastSeq: lastSeq,
-		stats: &BatchStats{Messages: len(batch), Applied: applied}}, alerts)
-}
-
-// launch prepares f's batch (views worked out and encoded once), clears the
-// dirty marks it captured and starts its write. The write retries failures
-// other than a moved checkpoint until it succeeds or ctx ends; the result
-// goes to f.done, and the fold loop lands it (land).
-func (p *Projector) launch(ctx context.Context, f *flight, alerts []projections.Alert) error {
-	views := make([]projections.View, len(f.changed))
-	f.views = make([][]byte, len(f.changed))
-	for i, s := range f.changed {
-		views[i] = s.View()
-		data, err := json.Marshal(views[i])
-		if err != nil {
-			return p.reset(ctx, fmt.Errorf("encode view %s/%s: %w", s.Shop, s.SKU, err))
-		}
-		f.views[i] = data
-	}
-	write, err := p.store.Stage(&projections.Batch{Projector: p.o.Name, PrevSeq: p.ckpt, LastSeq: f.lastSeq,
-		SKUs: f.changed, Views: views, Alerts: alerts})
-	if err != nil {
-		return p.reset(ctx, err)
-	}
-	for _, s := range f.changed {
-		s.ClearDirty()
-	}
-	f.done = make(chan error, 1)
-	p.inflight = f
-	first, last := p.ckpt+1, f.lastSeq
-	go func() {
-		began := time.Now()
-		wait := 100 * time.Millisecond
-		for {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-			err := write(cctx)
-			cancel()
-			if err == nil || errors.Is(err, projections.ErrCheckpointMoved) {
-				f.took = time.Since(began)
-				f.done <- err
-				return
-			}
-			err = fmt.Errorf("commit seq %d..%d: %w", first, last, err)
-			p.setErr(err)
-			p.log.Warn("batch not committed; retrying", "err", err, "wait", wait)
-			if !sleep(ctx, wait) {
-				f.done <- err
-				return
-			}
-			wait = min(2*wait, retryWaitMax)
-		}
-	}()
-	return nil
-}
-
-// inflightDone is the channel the write in flight reports on; nil (never
-// ready) when none is.
-func (p *Projector) inflightDone() <-chan error {
-	if p.inflight == nil {
-		return nil
-	}
-	return p.inflight.done
-}
-
-// drain waits for the write in flight, if any, and lands it. keep are the
-// SKUs of the batch folded next: the cache keeps them whatever its size.
-func (p *Projector) drain(ctx context.Context, keep []*projections.SKU) error {
-	if p.inflight == nil {
-		return nil
-	}
-	return p.land(ctx, <-p.inflight.done, keep)
-}
-
-// land finishes the write in flight with its outcome: on success the
-// checkpoint moves, waiters are told, views go out, closed orders leave
-// memory and the batch is acknowledged; on failure the state is reset.
-func (p *Projector) land(ctx context.Context, err error, keep []*projections.SKU) error {
-	f := p.inflight
-	p.inflight = nil
-	if err != nil {
-		return p.reset(ctx, err)
-	}
-	p.ckpt = f.lastSeq
-	if p.failing.Load() {
-		p.log.Info("projector recovered", "checkpoint", p.ckpt)
-		p.setErr(nil)
-	}
-	if f.stats != nil && p.o.Hooks.Committed != nil {
-		f.stats.CommitTook, f.stats.AppliedSeq = f.took, f.lastSeq
-		p.o.Hooks.Committed(*f.stats)
-	}
-	p.notify(f.lastSeq)
-	p.publishViews(f.changed, f.views)
-	p.writeViews(ctx, f.changed, f.views)
-	if f.alerts > 0 {
-		p.kickOutbox()
-	}
-	for _, s := range f.changed {
-		s.Prune()
-	}
-	p.trimCache(append(keep, f.changed...))
-	p.countHeld()
-	if len(f.batch) == 0 {
-		return nil // a sweep
-	}
-	return p.ack(f.batch)
-}
-
-// notify tells waiters that seq is committed.
-func (p *Projector) notify(seq uint64) {
-	p.applied.Store(seq)
-	p.mu.Lock()
-	close(p.advance)
-	p.advance = make(chan struct{})
-	p.mu.Unlock()
-	p.appliedRuns.Add(1)
-}
-
-// reset forgets every cached state and what was folded beyond the store's
-// checkpoint, after a failure that leaves memory ahead of the store. It
-// waits for a write in flight (its outcome decides the checkpoint), and
-// returns errReset wrapping cause: the consumer session ends and Run starts
-// another at the checkpoint.
-func (p *Projector) reset(ctx context.Context, cause error) error {
-	if f := p.inflight; f != nil {
-		p.inflight = nil
-		if err := <-f.done; err == nil {
-			p.ckpt = f.lastSeq
-			p.notify(f.lastSeq)
-			if len(f.batch) > 0 {
-				_ = p.ack(f.batch)
-			}
-		}
-	}
-	if ckpt, err := p.store.Checkpoint(ctx, p.o.Name); err == nil {
-		if ckpt != p.ckpt {
-			p.log.Warn("store checkpoint differs from the projector's; folding again from the store's", "store", ckpt, "projector", p.ckpt)
-		}
-		p.ckpt = ckpt
-		p.applied.Store(ckpt)
-	}
-	p.folded = p.ckpt
-	clear(p.cache)
-	p.setErr(cause)
-	return fmt.Errorf("%w: %w", errReset, cause)
-}
-
-type gapError struct {
-	want, got uint64
-	consumer  bool // consumer (delivery) sequences, not stream sequences
-}
-
-func (g *gapError) Error() string {
-	if g.consumer {
-		return fmt.Sprintf("delivery gap: expected consumer sequence %d, got %d", g.want, g.got)
-	}
-	return fmt.Sprintf("stream sequence gap: expected %d, got %d", g.want, g.got)
-}
-
-// checkDelivery guards a filtered consumer (a partition), whose stream
-// sequences have holes by design: the server numbers every delivery of the
-// consumer, redeliveries included, so a delivery lost on the way (a server
-// of the cluster dying with it in flight) shows as a jump in the consumer
-// sequence. Acknowledging past it (AckAll) would lose the message for good:
-// the consumer is restarted at the checkpoint instead. A step back (a new
-// consumer leader resending what its predecessor had not replicated)
-// restarts the count; the stream sequence check skips what was applied.
-func (p *Projector) checkDelivery(meta *jetstream.MsgMetadata) error {
-	dseq := meta.Sequence.Consumer
-	if dseq > p.delivered+1 {
-		return &gapError{want: p.delivered + 1, got: dseq, consumer: true}
-	}
-	p.delivered = dseq
-	return nil
-}
-
-// decodedMsg is a delivered message with its metadata and its decoded event
-// (or the reason it is refused), worked out by the reader goroutine. Ack and
-// the rest go to the message itself.
-type decodedMsg struct {
-	jetstream.Msg
-	meta    *jetstream.MsgMetadata
-	metaErr error
-	event   ledger.Event
-	reason  string
-}
-
-// Metadata returns the metadata parsed once by the reader.
-func (d *decodedMsg) Metadata() (*jetstream.MsgMetadata, error) { return d.meta, d.metaErr }
-
-// predecode parses a delivered message's metadata and decodes its event.
-// It reads only the projector's fixed options: safe beside the fold loop.
-func (p *Projector) predecode(m jetstream.Msg) jetstream.Msg {
-	d := &decodedMsg{Msg: m}
-	if d.meta, d.metaErr = m.Metadata(); d.metaErr == nil {
-		d.event, d.reason = p.decode(m, d.meta)
-	}
-	return d
-}
-
-// decodeOnce returns the event the reader decoded, or decodes it now for a
-// message that did not come through the reader.
-func (p *Projector) decodeOnce(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger.Event, string) {
-	if d, ok := m.(*decodedMsg); ok && d.metaErr == nil {
-		return d.event, d.reason
-	}
-	return p.decode(m, meta)
-}
-
-// decode turns a message into a valid event for its subject, or says why not.
-func (p *Projector) decode(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger.Event, string) {
-	e, reason := decodeStored(m.Data(), m.Subject(), meta.Sequence.Stream, meta.Timestamp, p.o.Partitions)
-	if reason == "" && !p.owns(e.Shop) {
-		return e, fmt.Sprintf("subject %q: shop %q is not in partition %d of %d", m.Subject(), e.Shop, p.o.Partition, p.o.Partitions)
-	}
-	return e, reason
-}
-
-// decodeStored turns a stored message into a valid event for its stored
-// subject (with partitions, stock.events.<p>.<shop>.<sku>), or says why not. Used by the projector and by the as-of fold alike.
-func decodeStored(data []byte, subject string, seq uint64, stored time.Time, partitions int) (ledger.Event, string) {
-	e, err := ledger.DecodeEvent(data)
-	if err != nil {
-		return e, "decode: " + err.Error()
-	}
-	// A feed publishing straight onto NATS may leave out id and at: the id
-	// is derived from the stream position, the time is the store time, so
-	// that a rebuild gives the same values.
-	if e.ID == "" {
-		e.ID = uuid.NewSHA1(eventNamespace, strconv.AppendUint(nil, seq, 10)).String()
-	}
-	if e.At.IsZero() {
-		e.At = stored.UTC()
-	}
-	if err := e.Validate(); err != nil {
-		return e, "validate: " + err.Error()
-	}
-	// The ingest clock of a raw publish is the store time: judged against
-	// it, a rebuild refuses the same events.
-	if err := e.CheckClock(stored); err != nil {
-		return e, "validate: " + err.Error()
-	}
-	if subject != transport.StoredEventSubject(e.Shop, e.SKU, partitions) {
-		return e, fmt.Sprintf("subject %q does not match the event's shop %q and sku %q", subject, e.Shop, e.SKU)
-	}
-	return e, ""
-}
-
-var eventNamespace = uuid.MustParse("9e0d6b7c-51b4-4c55-8a3f-6d0e2f7a1b83")
-
-func (p *Projector) load(ctx context.Context, k projections.SKUKey) (*projections.SKU, error) {
-	if s, ok := p.cache[k]; ok {
-		return s, nil
-	}
-	s, err := p.store.LoadSKU(ctx, k.Shop, k.SKU)
-	if err != nil {
-		return nil, fmt.Errorf("load %s/%s: %w", k.Shop, k.SKU, err)
-	}
-	if s == nil {
-		s = projections.NewSKU(k.Shop, k.SKU)
-	}
-	s.Config = p.o.Fold
-	p.cache[k] = s
-	return s, nil
-}
-
-// dropCache forgets SKU states changed by a batch that did not commit: they
-// are reloaded from the store, as it last committed them.
-func (p *Projector) dropCache(changed []*projections.SKU) {
-	for _, s := range changed {
-		delete(p.cache, projections.SKUKey{Shop: s.Shop, SKU: s.SKU})
-	}
-}
-
-// commitSweep writes the changes of a ship-promise sweep (no event: the
-// checkpoint stays where it is) and waits for them to land.
-func (p *Projector) commitSweep(ctx context.Context, changed []*projections.SKU, alerts []projections.Alert) error {
-	if err := p.launch(ctx, &flight{changed: changed, alerts: len(alerts), lastSeq: p.ckpt}, alerts); err != nil {
-		return err
-	}
-	return p.drain(ctx, nil)
-}
-
-func (p *Projector) trimCache(keep []*projections.SKU) {
-	if len(p.cache) <= p.o.CacheMax {
-		return
-	}
-	kept := make(map[projections.SKUKey]*projections.SKU, len(keep))
-	for _, s := range keep {
-		kept[projections.SKUKey{Shop: s.Shop, SKU: s.SKU}] = s
-	}
-	for k := range p.cache {
-		if len(p.cache) <= p.o.CacheMax/2 {
-			break
-		}
-		if _, ok := kept[k]; !ok {
-			delete(p.cache, k)
-		}
-	}
-}
-
-func (p *Projector) ack(batch []jetstream.Msg) error {
-	// AckAll: acknowledging the last message acknowledges the batch. A lost
-	// ack only means a redelivery, which the checkpoint skips.
-	if err := batch[len(batch)-1].Ack(); err != nil {
-		p.log.Warn("ack failed; the batch will be redelivered and skipped", "err", err)
-	}
-	return nil
-}
-
-// publishViews sends each changed SKU's view (views[i], JSON) on its view
-// subject. Core NATS: a dashboard that missed one reads the current view
-// over HTTP.
-func (p *Projector) publishViews(changed []*projections.SKU, views [][]byte) {
-	for i, s := range changed {
-		if err := p.nc.Publish(transport.ViewSubject(s.Shop, s.SKU), views[i]); err != nil {
-			p.log.Warn("publish view", "shop", s.Shop, "sku", s.SKU, "err", err)
-			return
-		}
-	}
-}
-
-// deadLetter publishes refused messages to the dead-letter stream and waits
-// for the acks: a message is never acknowledged before it is either applied
-// or dead-lettered.
-func (p *Projector) deadLetter(ctx context.Context, deads []dead) error {
-	for _, d := range deads {
-		msg := &nats.Msg{Subject: transport.DeadSubject(d.msg.Subject()), Data: d.msg.Data(), Header: nats.Header{}}
-		msg.Header.Set(transport.HeaderDeadReason, truncate(d.reason, 1024))
-		msg.Header.Set(transport.HeaderDeadSubject, d.msg.Subject())
-		msg.Header.Set(transport.HeaderDeadSeq, strconv.FormatUint(d.seq, 10))
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_, err := p.js.PublishMsg(pctx, msg, jetstream.WithMsgID("dead-"+strconv.FormatUint(d.seq, 10)), jetstream.WithExpectStream(transport.DeadStream))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("dead-letter seq %d: %w", d.seq, err)
-		}
-		p.deadCount.Add(1)
-		if p.o.Hooks.DeadLettered != nil {
-			p.o.Hooks.DeadLettered()
-		}
-		p.log.Warn("event dead-lettered", "seq", d.seq, "subject", d.msg.Subject(), "reason", truncate(d.reason, 300))
-	}
-	return nil
-}
-
-// sweep raises ship_late for orders whose promise has passed since the last
-// event of their SKU, and commits those changes at the current checkpoint.
-func (p *Projector) sweep(ctx context.Context) error {
-	now := p.o.Now()
-	keys, err := p.store.DueSKUs(ctx, now, sweepSKUsMax)
-	if err != nil {
-		p.setErr(fmt.Errorf("sweep: %w", err))
-		return nil
-	}
-	var changed []*projections.SKU
-	var alerts []projections.Alert
-	for _, k := range keys {
-		if !p.owns(k.Shop) {
-			continue
-		}
-		s, err := p.load(ctx, k)
-		if err != nil {
-			p.dropCache(changed)
-			p.setErr(fmt.Errorf("sweep: %w", err))
-			return nil
-		}
-		before := s.NextDue
-		// A SKU whose NextDue moved is written too, even with nothing late:
-		// else its stale NextDue keeps it among the candidates for ever.
-		if as := s.Advance(now); len(as) > 0 || len(s.DirtyOrders()) > 0 || !s.NextDue.Equal(before) {
-			alerts = append(alerts, as...)
-			changed = append(changed, s)
-		}
-	}
-	if len(changed) == 0 {
-		return nil
-	}
-	if err := p.commitSweep(ctx, changed, alerts); err != nil {
-		return fmt.Errorf("sweep: %w", err)
-	}
-	p.log.Info("ship promises passed", "skus", len(changed), "alerts", len(alerts))
-	return nil
-}
-
-func (p *Projector) kickOutbox() {
-	select {
-	case p.outboxKick <- struct{}{}:
-	default:
-	}
-}
-
-// publishAlerts drains the store's alert outbox onto the alert stream, each
-// change with Nats-Msg-Id <alert id>:<rev> so that a change published twice
-// (a crash between publish and delete) is stored once within the window.
-func (p *Projector) publishAlerts(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		for {
-			n, err := p.flushOutbox(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					p.log.Warn("alert publish failed; will retry", "err", err)
-				}
-				break
-			}
-			if n < outboxBatchMax {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.outboxKick:
-		case <-tick.C:
-		}
-	}
-}
-
-func (p *Projector) flushOutbox(ctx context.Context) (int, error) {
-	pending, err := p.store.PendingAlerts(ctx, outboxBatchMax)
-	if err != nil || len(pending) == 0 {
-		return 0, err
-	}
-	futures := make([]jetstream.PubAckFuture, 0, len(pending))
-	for _, ob := range pending {
-		if p.alertFloor > 0 && ob.Checkpoint < p.alertFloor {
-			continue // published before this process started
-		}
-		data, err := json.Marshal(ob.Alert)
-		if err != nil {
-			return 0, err
-		}
-		msg := &nats.Msg{Subject: transport.AlertSubject(ob.Alert.Shop, string(ob.Alert.Kind)), Data: data, Header: nats.Header{}}
-		msg.Header.Set(transport.HeaderCheckpoint, strconv.FormatUint(ob.Checkpoint, 10))
-		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(ob.Alert.ID+":"+strconv.Itoa(ob.Alert.Rev)), jetstream.WithExpectStream(transport.AlertStream))
-		if err != nil {
-			return 0, fmt.Errorf("publish alert %s: %w", ob.Alert.ID, err)
-		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return 0, fmt.Errorf("publish alert: %w", err)
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-	}
-	if err := p.store.DeletePendingAlerts(ctx, pending[len(pending)-1].ID); err != nil {
-		return 0, fmt.Errorf("delete published alerts: %w", err)
-	}
-	return len(pending), nil
-}
-
-// lastPublishedAlertCheckpoint reads the batch checkpoint of the last
-// message on the alert stream, 0 when there is none.
-func (p *Projector) lastPublishedAlertCheckpoint(ctx context.Context) uint64 {
-	st, err := p.js.Stream(ctx, transport.AlertStream)
-	if err != nil {
-		return 0
-	}
-	m, err := st.GetLastMsgForSubject(ctx, transport.AlertSubjectRoot+".>")
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.ParseUint(m.Header.Get(transport.HeaderCheckpoint), 10, 64)
-	return n
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
+// Err returns the error of the last failure while the projector cannot go
+// on (the store is down, say), nil when it is healthy.
+func (pr *Projector) Err() error { return pr.health.get() }
 
 // sleep waits d or until ctx ends; it reports whether d passed.
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -1120,9 +249,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// owns reports whether shop's events belong to this projector's partition.
-func (p *Projector) owns(shop string) bool {
-	return p.o.Partitions < 2 || transport.Partition(shop, p.o.Partitions) == p.o.Partition
 }

@@ -105,7 +105,8 @@ func Read(ctx context.Context, js jetstream.JetStream, cfg projections.FoldConfi
 	return l, nil
 }
 
-// apply folds one message as the projector does (consumers.Projector.decode).
+// apply folds one message as the projector does (its decoder in
+// consumers/decode.go, then the fold).
 func (l *Ledger) apply(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 	seq := meta.Sequence.Stream
 	e, err := ledger.DecodeEvent(m.Data())
