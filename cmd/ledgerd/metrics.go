@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"stockledger/consumers"
+	"stockledger/ledger"
 	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
@@ -127,12 +128,47 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// handler serves /metrics.
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
 }
 
+// eventsAppended counts the events a POST stored, by type; duplicates are
+// not counted. A nil *metrics counts nothing (so do the methods below).
+func (m *metrics) eventsAppended(events []ledger.Event, acks []transport.Ack) {
+	if m == nil {
+		return
+	}
+	for i, ack := range acks {
+		if !ack.Duplicate && i < len(events) {
+			m.appended.WithLabelValues(string(events[i].Type)).Inc()
+		}
+	}
+}
+
+// liveConnected counts a live client in; the function returned counts it
+// out.
+func (m *metrics) liveConnected() func() {
+	if m == nil {
+		return func() {}
+	}
+	m.liveClients.Inc()
+	return m.liveClients.Dec
+}
+
+// liveDroppedFor counts a live client the server dropped, by reason.
+func (m *metrics) liveDroppedFor(reason string) {
+	if m == nil {
+		return
+	}
+	m.liveDropped.WithLabelValues(dropLabel(reason)).Inc()
+}
+
 // instrument records each request's latency by its route pattern.
 func (m *metrics) instrument(next http.Handler) http.Handler {
+	if m == nil {
+		return next
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		began := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
