@@ -39,16 +39,13 @@ type cli struct {
 	http   http.Client
 }
 
-// flags returns a command's flag set with the common flags on it.
-func (c *cli) flags(name string, getenv func(string) string) *flag.FlagSet {
+// flags returns a command's flag set with the common flags on it, their
+// defaults what was given before the command (or STOCKCTL_ADDR).
+func (c *cli) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("stockctl "+name, flag.ContinueOnError)
 	fs.SetOutput(c.stdout)
-	addr := getenv("STOCKCTL_ADDR")
-	if addr == "" {
-		addr = "http://127.0.0.1:8080"
-	}
-	fs.StringVar(&c.addr, "addr", addr, "ledgerd's HTTP address (STOCKCTL_ADDR)")
-	fs.BoolVar(&c.json, "json", false, "JSON output for scripts")
+	fs.StringVar(&c.addr, "addr", c.addr, "ledgerd's HTTP address (STOCKCTL_ADDR)")
+	fs.BoolVar(&c.json, "json", c.json, "JSON output for scripts")
 	return fs
 }
 
