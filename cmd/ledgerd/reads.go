@@ -24,7 +24,9 @@ type readAPI struct {
 // readModelError says which part failed: the answer is 503 (problemOf).
 func readModelError(err error) error { return fmt.Errorf("read model: %w", err) }
 
-// skus serves GET /v1/shops/{shop}/skus.
+// skus serves GET /v1/shops/{shop}/skus. Its applied_seq and
+// Ledger-Applied-Seq are one sequence, read before the store read: every
+// event at or below it is reflected in the list (see headerApplied).
 func (h *readAPI) skus(w http.ResponseWriter, r *http.Request) error {
 	if err := checkNames(r, "shop"); err != nil {
 		return err
@@ -42,7 +44,9 @@ func (h *readAPI) skus(w http.ResponseWriter, r *http.Request) error {
 }
 
 // sku serves GET /v1/shops/{shop}/skus/{sku}: the SKU's view, or with
-// as_of its view at a past moment (historyAPI.asOf).
+// as_of its view at a past moment (historyAPI.asOf). Ledger-Applied-Seq is
+// read before the store read: every event at or below it is reflected in
+// the view, whose last_seq may be above it (see headerApplied).
 func (h *readAPI) sku(w http.ResponseWriter, r *http.Request) error {
 	if err := checkNames(r, "shop", "sku"); err != nil {
 		return err
@@ -79,7 +83,8 @@ func alertState(raw string) (projections.AlertState, error) {
 	return "", badParam("state", raw, "must be open, resolved or all")
 }
 
-// alerts serves GET /v1/shops/{shop}/alerts?state=open|resolved|all.
+// alerts serves GET /v1/shops/{shop}/alerts?state=open|resolved|all, with
+// applied_seq and Ledger-Applied-Seq as skus has them.
 func (h *readAPI) alerts(w http.ResponseWriter, r *http.Request) error {
 	if err := checkNames(r, "shop"); err != nil {
 		return err
