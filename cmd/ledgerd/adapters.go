@@ -26,6 +26,7 @@ type catalogAppender struct {
 	catalog transport.Catalog
 }
 
+// Append appends events with the listing rule checked against the catalog.
 func (a catalogAppender) Append(ctx context.Context, events []ledger.Event) ([]transport.Ack, error) {
 	return a.pub.Append(ctx, a.catalog, events)
 }
@@ -79,6 +80,7 @@ func (h streamHistory) Refusals(ctx context.Context, shop, sku string) (map[uint
 	return out, nil
 }
 
+// AsOf folds the SKU's history up to asOf (consumers.FoldAsOf).
 func (h streamHistory) AsOf(ctx context.Context, shop, sku string, asOf time.Time) (*projections.SKU, error) {
 	return consumers.FoldAsOf(ctx, h.History, shop, sku, asOf, h.fold)
 }
@@ -95,6 +97,7 @@ type jetstreamLive struct {
 	kv jetstream.KeyValue
 }
 
+// AlertLastSeq returns the alert stream's last sequence.
 func (l jetstreamLive) AlertLastSeq(ctx context.Context) (uint64, error) {
 	st, err := l.js.Stream(ctx, transport.AlertStream)
 	if err != nil {
@@ -103,6 +106,8 @@ func (l jetstreamLive) AlertLastSeq(ctx context.Context) (uint64, error) {
 	return st.CachedInfo().State.LastSeq, nil
 }
 
+// FollowAlerts opens an ordered consumer of the shop's alert subjects
+// from stream sequence from.
 func (l jetstreamLive) FollowAlerts(ctx context.Context, shop string, from uint64) (alertFeed, error) {
 	cons, err := l.js.OrderedConsumer(ctx, transport.AlertStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{transport.AlertSubject(shop, ">")},
@@ -119,6 +124,7 @@ func (l jetstreamLive) FollowAlerts(ctx context.Context, shop string, from uint6
 
 type alertMessages struct{ it jetstream.MessagesContext }
 
+// Next returns the next alert change and its stream sequence.
 func (a alertMessages) Next() (alertChange, error) {
 	m, err := a.it.Next()
 	if err != nil {
@@ -131,8 +137,10 @@ func (a alertMessages) Next() (alertChange, error) {
 	return alertChange{seq: meta.Sequence.Stream, data: m.Data()}, nil
 }
 
+// Stop ends the consumer's pull.
 func (a alertMessages) Stop() { a.it.Stop() }
 
+// WatchViews watches the shop's keys of the view bucket.
 func (l jetstreamLive) WatchViews(ctx context.Context, shop string) (viewFeed, error) {
 	w, err := l.kv.Watch(ctx, shop+".*")
 	if err != nil {
@@ -146,6 +154,8 @@ type viewWatch struct{ w jetstream.KeyWatcher }
 // errWatchClosed is the end of a view watch the server closed.
 var errWatchClosed = errors.New("view watcher closed")
 
+// Next returns the next put view, or the ready mark the watcher sends
+// after the current values; deletes are skipped.
 func (v viewWatch) Next(ctx context.Context) (viewChange, error) {
 	for {
 		select {
@@ -165,6 +175,7 @@ func (v viewWatch) Next(ctx context.Context) (viewChange, error) {
 	}
 }
 
+// Stop ends the watch.
 func (v viewWatch) Stop() { _ = v.w.Stop() }
 
 // natsProbe tells /healthz about the NATS connection and the event stream.
@@ -176,6 +187,8 @@ type natsProbe struct {
 // errDisconnected is the probe's answer while NATS is not connected.
 var errDisconnected = errors.New("disconnected")
 
+// EventLastSeq returns the event stream's last sequence, errDisconnected
+// while NATS is not connected.
 func (p natsProbe) EventLastSeq(ctx context.Context) (uint64, error) {
 	if !p.nc.IsConnected() {
 		return 0, errDisconnected

@@ -17,12 +17,16 @@ import (
 
 // Token bounds.
 const (
-	// tokenMinLen refuses guessable tokens: 32 characters, such as the hex
-	// of 16 random bytes (openssl rand -hex 16).
-	tokenMinLen = 32
-	// tokenMaxLen bounds one token and so the work of one comparison.
-	tokenMaxLen = 256
-	// tokensMax bounds the tokens of one file.
+	// tokenLenMin refuses guessable tokens: 32 characters, such as the hex
+	// of 16 random bytes (openssl rand -hex 16). A file with a shorter
+	// token is refused at start.
+	tokenLenMin = 32
+	// tokenLenMax bounds one token and so the work of one comparison. A
+	// file with a longer token is refused at start; a longer token
+	// presented is unknown (401).
+	tokenLenMax = 256
+	// tokensMax bounds the tokens of one file; a file with more is refused
+	// at start.
 	tokensMax = 10_000
 	// allShops in a token file's shop list grants every shop.
 	allShops = "*"
@@ -79,8 +83,8 @@ func parseTokens(r io.Reader, name string) (*auth, error) {
 			return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s line %d: must be a token, a space and a comma-separated list of shops (or *)", name, line)
 		}
 		tok, list := fields[0], fields[1]
-		if len(tok) < tokenMinLen || len(tok) > tokenMaxLen {
-			return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s line %d: a token must be %d to %d characters", name, line, tokenMinLen, tokenMaxLen)
+		if len(tok) < tokenLenMin || len(tok) > tokenLenMax {
+			return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s line %d: a token must be %d to %d characters", name, line, tokenLenMin, tokenLenMax)
 		}
 		g := grant{sum: sha256.Sum256([]byte(tok)), shops: map[string]bool{}}
 		if seen[g.sum] {
@@ -141,7 +145,7 @@ func isLoopback(addr string) bool {
 // lookup finds the grant of a presented token. It compares against every
 // grant without stopping early, in constant time per grant.
 func (a *auth) lookup(token string) *grant {
-	if token == "" || len(token) > tokenMaxLen {
+	if token == "" || len(token) > tokenLenMax {
 		return nil
 	}
 	sum := sha256.Sum256([]byte(token))

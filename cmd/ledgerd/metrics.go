@@ -18,8 +18,18 @@ import (
 	"stockledger/projections"
 )
 
-// scrapeTimeout bounds the reads one scrape makes (stream info, alert sums).
-const scrapeTimeout = 2 * time.Second
+// Scrape bounds.
+const (
+	// scrapeTimeout bounds the reads one scrape makes (stream info, alert
+	// sums); a figure not read by then is left out of that scrape.
+	scrapeTimeout = 2 * time.Second
+	// scrapesInFlightMax bounds concurrent scrapes of /metrics; one more
+	// is answered 503.
+	scrapesInFlightMax = 4
+	// scrapeHandlerTimeout bounds one scrape; past it the scrape is
+	// answered 503.
+	scrapeHandlerTimeout = 10 * time.Second
+)
 
 // metrics are ledgerd's Prometheus figures, on a registry of their own.
 type metrics struct {
@@ -96,6 +106,7 @@ type stateCollector struct {
 	heldSKUs, heldOrders            *prometheus.Desc
 }
 
+// Describe sends the descriptions of the figures read at scrape time.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lag
 	ch <- c.appliedSeq
@@ -105,6 +116,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.exposure
 }
 
+// Collect reads the figures, within scrapeTimeout.
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
@@ -130,7 +142,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 
 // handler serves /metrics.
 func (m *metrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: scrapesInFlightMax, Timeout: scrapeHandlerTimeout})
 }
 
 // eventsAppended counts the events a POST stored, by type; duplicates are
@@ -189,6 +201,7 @@ type statusWriter struct {
 	wrote bool
 }
 
+// WriteHeader remembers the first status code and passes it on.
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wrote {
 		w.code, w.wrote = code, true
@@ -196,9 +209,11 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Write passes b on; a write without WriteHeader is a 200.
 func (w *statusWriter) Write(b []byte) (int, error) {
 	w.wrote = true
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap returns the ResponseWriter wrapped.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -41,7 +41,10 @@ type httpError struct {
 	cause      error
 }
 
+// Error returns the detail.
 func (e *httpError) Error() string { return e.detail }
+
+// Unwrap returns the cause, nil when the HTTP layer made the error.
 func (e *httpError) Unwrap() error { return e.cause }
 
 // badParam refuses a query, header or path value: 400 naming it.
@@ -58,7 +61,10 @@ type explained struct {
 	cause error
 }
 
+// Error returns the message that names what was asked.
 func (e *explained) Error() string { return e.msg }
+
+// Unwrap returns the cause.
 func (e *explained) Unwrap() error { return e.cause }
 
 // noSKU is the error of a read of a SKU that no event named.
@@ -73,7 +79,10 @@ type appendError struct {
 	err  error
 }
 
+// Error returns the append error's message.
 func (e *appendError) Error() string { return e.err.Error() }
+
+// Unwrap returns the append error.
 func (e *appendError) Unwrap() error { return e.err }
 
 // problemOf maps an error to its answer, the one place that does:

@@ -74,17 +74,21 @@ func readStamped[K comparable, T any](s *staleModel, m map[K]stamped[T], k K, ma
 
 func always(error) bool { return true }
 
+// SKU returns one SKU's view and the applied sequence read before it; a
+// SKU not found is not answered from the cache.
 func (s *staleModel) SKU(ctx context.Context, shop, sku string) (projections.View, uint64, error) {
 	return readStamped(s, s.views, projections.SKUKey{Shop: shop, SKU: sku}, staleViewsMax,
 		func() (projections.View, error) { return s.store.SKU(ctx, shop, sku) },
 		func(err error) bool { return !errors.Is(err, projections.ErrNotFound) })
 }
 
+// SKUs returns a shop's views and the applied sequence read before them.
 func (s *staleModel) SKUs(ctx context.Context, shop string) ([]projections.View, uint64, error) {
 	return readStamped(s, s.lists, shop, staleListsMax,
 		func() ([]projections.View, error) { return s.store.SKUs(ctx, shop) }, always)
 }
 
+// Alerts returns alerts and the applied sequence read before them.
 func (s *staleModel) Alerts(ctx context.Context, f projections.AlertFilter) ([]projections.Alert, uint64, error) {
 	return readStamped(s, s.alerts, f, staleListsMax,
 		func() ([]projections.Alert, error) { return s.store.Alerts(ctx, f) }, always)

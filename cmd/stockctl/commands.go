@@ -148,12 +148,12 @@ func (c *cli) readEvents(name string) ([]json.RawMessage, error) {
 		defer f.Close()
 		r = f
 	}
-	data, err := io.ReadAll(io.LimitReader(r, inputMax+1))
+	data, err := io.ReadAll(io.LimitReader(r, inputBytesMax+1))
 	if err != nil {
 		return nil, fmt.Errorf("send -f %s: %w", name, err)
 	}
-	if len(data) > inputMax {
-		return nil, fmt.Errorf("send -f %s: more than %d bytes", name, inputMax)
+	if len(data) > inputBytesMax {
+		return nil, fmt.Errorf("send -f %s: more than %d bytes", name, inputBytesMax)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var out []json.RawMessage
