@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -18,12 +17,16 @@ import (
 
 // Token bounds.
 const (
-	// tokenMinLen refuses guessable tokens: 32 characters, such as the hex
-	// of 16 random bytes (openssl rand -hex 16).
-	tokenMinLen = 32
-	// tokenMaxLen bounds one token and so the work of one comparison.
-	tokenMaxLen = 256
-	// tokensMax bounds the tokens of one file.
+	// tokenLenMin refuses guessable tokens: 32 characters, such as the hex
+	// of 16 random bytes (openssl rand -hex 16). A file with a shorter
+	// token is refused at start.
+	tokenLenMin = 32
+	// tokenLenMax bounds one token and so the work of one comparison. A
+	// file with a longer token is refused at start; a longer token
+	// presented is unknown (401).
+	tokenLenMax = 256
+	// tokensMax bounds the tokens of one file; a file with more is refused
+	// at start.
 	tokensMax = 10_000
 	// allShops in a token file's shop list grants every shop.
 	allShops = "*"
@@ -80,8 +83,8 @@ func parseTokens(r io.Reader, name string) (*auth, error) {
 			return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s line %d: must be a token, a space and a comma-separated list of shops (or *)", name, line)
 		}
 		tok, list := fields[0], fields[1]
-		if len(tok) < tokenMinLen || len(tok) > tokenMaxLen {
-			return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s line %d: a token must be %d to %d characters", name, line, tokenMinLen, tokenMaxLen)
+		if len(tok) < tokenLenMin || len(tok) > tokenLenMax {
+			return nil, fmt.Errorf("LEDGER_TOKENS_FILE %s line %d: a token must be %d to %d characters", name, line, tokenLenMin, tokenLenMax)
 		}
 		g := grant{sum: sha256.Sum256([]byte(tok)), shops: map[string]bool{}}
 		if seen[g.sum] {
@@ -142,7 +145,7 @@ func isLoopback(addr string) bool {
 // lookup finds the grant of a presented token. It compares against every
 // grant without stopping early, in constant time per grant.
 func (a *auth) lookup(token string) *grant {
-	if token == "" || len(token) > tokenMaxLen {
+	if token == "" || len(token) > tokenLenMax {
 		return nil
 	}
 	sum := sha256.Sum256([]byte(token))
@@ -158,99 +161,103 @@ func (a *auth) lookup(token string) *grant {
 // queryToken is the query parameter a GET may carry its token in.
 const queryToken = "access_token"
 
-// wrap puts the token check in front of h. /healthz and the dashboard page
-// stay open (they name no shop's data). A GET may carry its token as the
-// access_token query parameter, for browsers' EventSource. A path under /v1/shops/{shop} needs a token for that shop;
-// POST /v1/events a token for every shop its events name; anything else a
-// token for every shop. The token is never logged nor echoed.
-func (a *auth) wrap(h http.Handler) http.Handler {
-	if a == nil {
+// errNoToken answers a request without a token ledgerd knows.
+var errNoToken = &httpError{status: http.StatusUnauthorized, detail: "Authorization: a bearer token is required (LEDGER_TOKENS_FILE)",
+	fields: []*ledger.FieldError{{Field: "Authorization", Rule: "must be Bearer and a token ledgerd knows"}}}
+
+// forbidden answers a token not granted shop.
+func forbidden(shop string) error {
+	return &httpError{status: http.StatusForbidden, detail: fmt.Sprintf("shop %s: this token is not granted it", shop),
+		fields: []*ledger.FieldError{{Field: "shop", Value: shop, Rule: "the token must be granted this shop"}}}
+}
+
+// token returns the grant of the request's bearer token, nil without a
+// known one. A GET may carry its token as the access_token query
+// parameter, for browsers' EventSource. The token is never logged nor
+// echoed.
+func (a *auth) token(r *http.Request) *grant {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok && r.Method == http.MethodGet && r.URL.Query().Has(queryToken) {
+		// A browser's EventSource cannot set headers: reads may carry
+		// the token in the query (RFC 6750 §2.3). Never for writes.
+		token, ok = r.URL.Query().Get(queryToken), true
+	}
+	if !ok {
+		return nil
+	}
+	return a.lookup(strings.TrimSpace(token))
+}
+
+// protect serves rt behind its access rule (see access): 401 without a
+// known token, 403 with a token not granted what the rule asks; a refusal
+// is not recorded in the metrics. A route of accessBodyShops gets its body
+// decoded once, here, and the guard checks the shops of those events. A
+// nil *auth checks nothing: ledgerd runs so only on loopback without a
+// token file.
+func (a *auth) protect(rt route, m *metrics, log *slog.Logger) http.Handler {
+	if rt.access == accessBodyShops {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			g, err := a.check(r, rt.access)
+			if err == nil {
+				b := readBatch(w, r)
+				if err = a.checkShops(g, b); err == nil {
+					m.instrument(errorsTo(log, func(w http.ResponseWriter, r *http.Request) error { return rt.events(w, r, b) })).ServeHTTP(w, r)
+					return
+				}
+			}
+			a.refuse(w, log, r, err)
+		})
+	}
+	h := m.instrument(rt.handler)
+	if a == nil || rt.access == accessOpen {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// /healthz names no shop's data, nor does the dashboard page itself:
-		// the page asks for a shop's data with a token of its own.
-		if r.URL.Path == "/healthz" || (r.Method == http.MethodGet && r.URL.Path == "/") {
-			h.ServeHTTP(w, r)
+		if _, err := a.check(r, rt.access); err != nil {
+			a.refuse(w, log, r, err)
 			return
-		}
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok && r.Method == http.MethodGet && r.URL.Query().Has(queryToken) {
-			// A browser's EventSource cannot set headers: reads may carry
-			// the token in the query (RFC 6750 §2.3). Never for writes.
-			token, ok = r.URL.Query().Get(queryToken), true
-		}
-		g := a.lookup(strings.TrimSpace(token))
-		if !ok || g == nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="stockledger"`)
-			writeProblem(w, problem{Status: http.StatusUnauthorized, Detail: "Authorization: a bearer token is required (LEDGER_TOKENS_FILE)",
-				Errors: []*ledger.FieldError{{Field: "Authorization", Rule: "must be Bearer and a token ledgerd knows"}}})
-			return
-		}
-		switch shop, under := shopOfPath(r.URL.Path); {
-		case under:
-			if !g.allows(shop) {
-				forbid(w, shop)
-				return
-			}
-		case r.Method == http.MethodPost && r.URL.Path == "/v1/events":
-			if !a.allowsBody(w, r, g) {
-				return
-			}
-		default:
-			if !g.all {
-				forbid(w, "every shop")
-				return
-			}
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-// allowsBody reads the events (bounded as the handler does) and checks every
-// shop they name; it puts the body back for the handler. A body that does
-// not decode is passed on: the handler refuses it and appends nothing.
-func (a *auth) allowsBody(w http.ResponseWriter, r *http.Request, g *grant) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
-	if err != nil {
-		return true
+// check finds the request's grant and checks the access rule as far as the
+// request line tells (the shops of a body are checked by checkShops).
+func (a *auth) check(r *http.Request, rule access) (*grant, error) {
+	if a == nil || rule == accessOpen {
+		return nil, nil
 	}
-	events, err := ledger.DecodeEvents(body)
-	if err != nil {
-		return true
+	g := a.token(r)
+	switch {
+	case g == nil:
+		return nil, errNoToken
+	case rule == accessPathShop && !g.allows(r.PathValue("shop")):
+		return nil, forbidden(r.PathValue("shop"))
+	case rule == accessAllShops && !g.all:
+		return nil, forbidden("every shop")
 	}
-	for _, e := range events {
+	return g, nil
+}
+
+// checkShops checks that g is granted every shop the events of b name. A
+// body that does not decode is passed on: the handler refuses it and
+// appends nothing.
+func (a *auth) checkShops(g *grant, b batch) error {
+	if a == nil || b.err != nil {
+		return nil
+	}
+	for _, e := range b.events {
 		if !g.allows(e.Shop) {
-			forbid(w, e.Shop)
-			return false
+			return forbidden(e.Shop)
 		}
 	}
-	return true
+	return nil
 }
 
-// errReader hands the handler the read error the middleware met (a body
-// too large), so it answers as it would have.
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) {
-	if e.err == nil {
-		return 0, io.EOF
+// refuse answers a refused request.
+func (a *auth) refuse(w http.ResponseWriter, log *slog.Logger, r *http.Request, err error) {
+	if err == errNoToken {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="stockledger"`)
 	}
-	return 0, e.err
-}
-
-func forbid(w http.ResponseWriter, shop string) {
-	writeProblem(w, problem{Status: http.StatusForbidden, Detail: fmt.Sprintf("shop %s: this token is not granted it", shop),
-		Errors: []*ledger.FieldError{{Field: "shop", Value: shop, Rule: "the token must be granted this shop"}}})
-}
-
-// shopOfPath returns the shop of a /v1/shops/{shop}/... path.
-func shopOfPath(path string) (string, bool) {
-	rest, ok := strings.CutPrefix(path, "/v1/shops/")
-	if !ok {
-		return "", false
-	}
-	shop, _, _ := strings.Cut(rest, "/")
-	return shop, shop != ""
+	writeError(w, log, r, err)
 }

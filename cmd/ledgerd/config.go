@@ -28,8 +28,9 @@ func envInt(getenv func(string) string, name string, def int64) int64 {
 	return n
 }
 
-// selloutSoonMaxMinutes bounds the sellout_soon threshold: a week.
-const selloutSoonMaxMinutes = 7 * 24 * 60
+// selloutSoonMinutesMax bounds the sellout_soon threshold: a week. A
+// larger setting is refused at start.
+const selloutSoonMinutesMax = 7 * 24 * 60
 
 // Durability modes of the embedded server.
 const (
@@ -97,8 +98,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.StreamBytes < 1<<20 {
 		return c, fmt.Errorf("LEDGER_STREAM_MAX_BYTES %d: must be at least 1 MiB (1048576)", c.StreamBytes)
 	}
-	if *selloutMinutes < 0 || *selloutMinutes > selloutSoonMaxMinutes {
-		return c, fmt.Errorf("LEDGER_SELLOUT_SOON_MINUTES %d: must be from 0 (off) to %d", *selloutMinutes, selloutSoonMaxMinutes)
+	if *selloutMinutes < 0 || *selloutMinutes > selloutSoonMinutesMax {
+		return c, fmt.Errorf("LEDGER_SELLOUT_SOON_MINUTES %d: must be from 0 (off) to %d", *selloutMinutes, selloutSoonMinutesMax)
 	}
 	c.SelloutSoon = time.Duration(*selloutMinutes) * time.Minute
 	if err := c.checkCluster(); err != nil {

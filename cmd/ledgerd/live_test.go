@@ -257,7 +257,7 @@ func TestLiveBounds(t *testing.T) {
 	if status != http.StatusBadRequest || !strings.Contains(string(body), `"field":"Last-Event-ID"`) {
 		t.Errorf("Last-Event-ID abc: status %d %s; want 400 naming Last-Event-ID", status, body)
 	}
-	svc.api.liveMax.Store(1)
+	svc.api.live.clientsMax.Store(1)
 	c := openLive(t, base, "s1", "")
 	c.next(t, "ready")
 	req, _ := http.NewRequest(http.MethodGet, base+"/v1/shops/s1/live", nil)
@@ -272,7 +272,7 @@ func TestLiveBounds(t *testing.T) {
 	c.close()
 	// The slot is free again once the first client is gone.
 	deadline := time.Now().Add(10 * time.Second)
-	for svc.api.liveClients.Load() != 0 {
+	for svc.api.live.clients.Load() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the closed client still holds its slot after 10s")
 		}
@@ -286,7 +286,7 @@ func TestLiveBounds(t *testing.T) {
 // then ready: the snapshot waits for room instead of dropping the client.
 func TestLiveManySKUs(t *testing.T) {
 	svc := startTestService(t, "")
-	svc.api.liveBuffer.Store(8)
+	svc.api.live.bufferMax.Store(8)
 	base := "http://" + svc.httpAddr
 	const shop, n = "shop-big", 600
 	var events []map[string]any

@@ -13,12 +13,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"stockledger/consumers"
+	"stockledger/ledger"
 	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
 
-// scrapeTimeout bounds the reads one scrape makes (stream info, alert sums).
-const scrapeTimeout = 2 * time.Second
+// Scrape bounds.
+const (
+	// scrapeTimeout bounds the reads one scrape makes (stream info, alert
+	// sums); a figure not read by then is left out of that scrape.
+	scrapeTimeout = 2 * time.Second
+	// scrapesInFlightMax bounds concurrent scrapes of /metrics; one more
+	// is answered 503.
+	scrapesInFlightMax = 4
+	// scrapeHandlerTimeout bounds one scrape; past it the scrape is
+	// answered 503.
+	scrapeHandlerTimeout = 10 * time.Second
+)
 
 // metrics are ledgerd's Prometheus figures, on a registry of their own.
 type metrics struct {
@@ -95,6 +106,7 @@ type stateCollector struct {
 	heldSKUs, heldOrders            *prometheus.Desc
 }
 
+// Describe sends the descriptions of the figures read at scrape time.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.lag
 	ch <- c.appliedSeq
@@ -104,6 +116,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.exposure
 }
 
+// Collect reads the figures, within scrapeTimeout.
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
@@ -127,12 +140,47 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// handler serves /metrics.
 func (m *metrics) handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{MaxRequestsInFlight: scrapesInFlightMax, Timeout: scrapeHandlerTimeout})
+}
+
+// eventsAppended counts the events a POST stored, by type; duplicates are
+// not counted. A nil *metrics counts nothing (so do the methods below).
+func (m *metrics) eventsAppended(events []ledger.Event, acks []transport.Ack) {
+	if m == nil {
+		return
+	}
+	for i, ack := range acks {
+		if !ack.Duplicate && i < len(events) {
+			m.appended.WithLabelValues(string(events[i].Type)).Inc()
+		}
+	}
+}
+
+// liveConnected counts a live client in; the function returned counts it
+// out.
+func (m *metrics) liveConnected() func() {
+	if m == nil {
+		return func() {}
+	}
+	m.liveClients.Inc()
+	return m.liveClients.Dec
+}
+
+// liveDroppedFor counts a live client the server dropped, by reason.
+func (m *metrics) liveDroppedFor(reason string) {
+	if m == nil {
+		return
+	}
+	m.liveDropped.WithLabelValues(dropLabel(reason)).Inc()
 }
 
 // instrument records each request's latency by its route pattern.
 func (m *metrics) instrument(next http.Handler) http.Handler {
+	if m == nil {
+		return next
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		began := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
@@ -153,6 +201,7 @@ type statusWriter struct {
 	wrote bool
 }
 
+// WriteHeader remembers the first status code and passes it on.
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wrote {
 		w.code, w.wrote = code, true
@@ -160,9 +209,11 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Write passes b on; a write without WriteHeader is a 200.
 func (w *statusWriter) Write(b []byte) (int, error) {
 	w.wrote = true
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap returns the ResponseWriter wrapped.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

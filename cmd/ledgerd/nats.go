@@ -13,8 +13,21 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// natsReadyTimeout bounds the embedded server's start.
-const natsReadyTimeout = 30 * time.Second
+// NATS bounds.
+const (
+	// natsReadyTimeout bounds the embedded server's start; past it ledgerd
+	// does not start.
+	natsReadyTimeout = 30 * time.Second
+	// natsPayloadBytesMax bounds one message of the embedded server; a
+	// larger publish is refused.
+	natsPayloadBytesMax = 1 << 20
+	// natsReconnectWait is the pause between reconnect attempts; ledgerd
+	// tries for ever.
+	natsReconnectWait = 250 * time.Millisecond
+	// natsReconnectBufBytesMax bounds what is buffered for publishing
+	// while disconnected; a publish beyond it fails.
+	natsReconnectBufBytesMax = 16 << 20
+)
 
 // startEmbeddedNATS starts the embedded NATS server with JetStream, its file
 // store under dataDir, listening for producers on listen. A busy address is
@@ -48,7 +61,7 @@ func startEmbeddedNATS(dataDir, listen string, syncAlways bool, log *slog.Logger
 		SyncAlways: syncAlways,
 		NoSigs:     true,
 		NoLog:      true,
-		MaxPayload: 1 << 20,
+		MaxPayload: natsPayloadBytesMax,
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -75,8 +88,8 @@ func connectNATS(s *server.Server, url string, log *slog.Logger) (*nats.Conn, ch
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.Name("ledgerd"),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ReconnectBufSize(16 << 20),
+		nats.ReconnectWait(natsReconnectWait),
+		nats.ReconnectBufSize(natsReconnectBufBytesMax),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }),
 	}
@@ -91,23 +104,24 @@ func connectNATS(s *server.Server, url string, log *slog.Logger) (*nats.Conn, ch
 	return nc, closed, nil
 }
 
-// minServerMajor and minServerMinor name the oldest nats-server the ledger
+// serverMajorMin and serverMinorMin name the oldest nats-server the ledger
 // runs on: 2.12 brought atomic batch publishing, which the event stream
 // allows. An older server ignores stream settings it does not know, so the
-// ledger would run without them and without a word.
+// ledger would run without them and without a word: ledgerd refuses to
+// start on one.
 const (
-	minServerMajor = 2
-	minServerMinor = 12
+	serverMajorMin = 2
+	serverMinorMin = 12
 )
 
 // checkServerVersion refuses a NATS server older than 2.12.
 func checkServerVersion(version string) error {
 	var major, minor int
 	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
-		return fmt.Errorf("NATS server version %q (NATS_URL): cannot tell it is %d.%d or later", version, minServerMajor, minServerMinor)
+		return fmt.Errorf("NATS server version %q (NATS_URL): cannot tell it is %d.%d or later", version, serverMajorMin, serverMinorMin)
 	}
-	if major < minServerMajor || (major == minServerMajor && minor < minServerMinor) {
-		return fmt.Errorf("NATS server version %s (NATS_URL): the ledger needs nats-server %d.%d or later (atomic batch publish, subject transforms)", version, minServerMajor, minServerMinor)
+	if major < serverMajorMin || (major == serverMajorMin && minor < serverMinorMin) {
+		return fmt.Errorf("NATS server version %s (NATS_URL): the ledger needs nats-server %d.%d or later (atomic batch publish, subject transforms)", version, serverMajorMin, serverMinorMin)
 	}
 	return nil
 }

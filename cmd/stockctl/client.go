@@ -18,15 +18,21 @@ import (
 
 // Client bounds.
 const (
-	// requestTimeout bounds one request (follow has none: it streams).
+	// requestTimeout bounds one request (follow has none: it streams);
+	// past it the command fails.
 	requestTimeout = 30 * time.Second
-	// responseMax bounds a response body read into memory.
-	responseMax = 64 << 20
-	// inputMax bounds the events file or stdin of send.
-	inputMax = 256 << 20
+	// responseBytesMax bounds a response body read into memory; a longer
+	// one is cut there and fails to decode.
+	responseBytesMax = 64 << 20
+	// inputBytesMax bounds the events file or stdin of send; a longer
+	// input is refused before anything is sent.
+	inputBytesMax = 256 << 20
 	// followRetryMax bounds the reconnects of follow in a row without an
-	// event in between.
+	// event in between; then follow gives up with an error.
 	followRetryMax = 30
+	// sseLineBytesMax bounds one line of the live feed; a longer one ends
+	// the connection with an error and follow reconnects.
+	sseLineBytesMax = 1 << 20
 	// followRetryWait is the wait between reconnects.
 	followRetryWait = time.Second
 )
@@ -39,16 +45,13 @@ type cli struct {
 	http   http.Client
 }
 
-// flags returns a command's flag set with the common flags on it.
-func (c *cli) flags(name string, getenv func(string) string) *flag.FlagSet {
+// flags returns a command's flag set with the common flags on it, their
+// defaults what was given before the command (or STOCKCTL_ADDR).
+func (c *cli) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("stockctl "+name, flag.ContinueOnError)
 	fs.SetOutput(c.stdout)
-	addr := getenv("STOCKCTL_ADDR")
-	if addr == "" {
-		addr = "http://127.0.0.1:8080"
-	}
-	fs.StringVar(&c.addr, "addr", addr, "ledgerd's HTTP address (STOCKCTL_ADDR)")
-	fs.BoolVar(&c.json, "json", false, "JSON output for scripts")
+	fs.StringVar(&c.addr, "addr", c.addr, "ledgerd's HTTP address (STOCKCTL_ADDR)")
+	fs.BoolVar(&c.json, "json", c.json, "JSON output for scripts")
 	return fs
 }
 
@@ -79,6 +82,8 @@ type serviceError struct {
 	body   []byte
 }
 
+// Error prints the problem as the service wrote it: title, detail and
+// each field at fault.
 func (e *serviceError) Error() string {
 	var p struct {
 		Title  string `json:"title"`
@@ -126,7 +131,7 @@ func (c *cli) call(ctx context.Context, method, path string, q url.Values, body 
 		return nil, fmt.Errorf("%s %s: %w (is ledgerd running? -addr or STOCKCTL_ADDR)", method, u, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, responseMax))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, responseBytesMax))
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: read answer: %w", method, u, err)
 	}
@@ -196,11 +201,11 @@ func (c *cli) followOnce(ctx context.Context, shop, lastID string) (bool, string
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, responseMax))
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, responseBytesMax))
 		return false, lastID, &serviceError{status: resp.StatusCode, body: data}
 	}
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Buffer(make([]byte, 64<<10), sseLineBytesMax)
 	got := false
 	var id, event, data string
 	for sc.Scan() {

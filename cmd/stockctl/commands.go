@@ -84,8 +84,8 @@ var sendFields = []struct {
 	{"deliver-by", "deliver_by", "capacity_confirmed: RFC 3339", false},
 }
 
-func (c *cli) send(ctx context.Context, args []string, getenv func(string) string) error {
-	fs := c.flags("send", getenv)
+func (c *cli) send(ctx context.Context, args []string) error {
+	fs := c.flags("send")
 	file := fs.String("f", "", "JSON file of events: one event, an array, or one event per line; - reads stdin")
 	values := make(map[string]*string, len(sendFields))
 	for _, f := range sendFields {
@@ -148,12 +148,12 @@ func (c *cli) readEvents(name string) ([]json.RawMessage, error) {
 		defer f.Close()
 		r = f
 	}
-	data, err := io.ReadAll(io.LimitReader(r, inputMax+1))
+	data, err := io.ReadAll(io.LimitReader(r, inputBytesMax+1))
 	if err != nil {
 		return nil, fmt.Errorf("send -f %s: %w", name, err)
 	}
-	if len(data) > inputMax {
-		return nil, fmt.Errorf("send -f %s: more than %d bytes", name, inputMax)
+	if len(data) > inputBytesMax {
+		return nil, fmt.Errorf("send -f %s: more than %d bytes", name, inputBytesMax)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var out []json.RawMessage
@@ -236,8 +236,8 @@ func (c *cli) post(ctx context.Context, events []json.RawMessage) error {
 	return err
 }
 
-func (c *cli) setZero(ctx context.Context, args []string, getenv func(string) string) error {
-	fs := c.flags("set-zero", getenv)
+func (c *cli) setZero(ctx context.Context, args []string) error {
+	fs := c.flags("set-zero")
 	pos, err := parse(fs, args, "SHOP", "SKU")
 	if err != nil {
 		return err
@@ -249,8 +249,8 @@ func (c *cli) setZero(ctx context.Context, args []string, getenv func(string) st
 	return c.post(ctx, []json.RawMessage{ev})
 }
 
-func (c *cli) sku(ctx context.Context, args []string, getenv func(string) string) error {
-	fs := c.flags("sku", getenv)
+func (c *cli) sku(ctx context.Context, args []string) error {
+	fs := c.flags("sku")
 	asOf := fs.String("as-of", "", "show the SKU as it was at this RFC 3339 time")
 	minSeq := fs.Uint64("min-seq", 0, "wait until ledgerd has applied this sequence")
 	pos, err := parse(fs, args, "SHOP", "SKU")
@@ -303,8 +303,8 @@ func (c *cli) sku(ctx context.Context, args []string, getenv func(string) string
 	return tw.Flush()
 }
 
-func (c *cli) stock(ctx context.Context, args []string, getenv func(string) string) error {
-	fs := c.flags("stock", getenv)
+func (c *cli) stock(ctx context.Context, args []string) error {
+	fs := c.flags("stock")
 	minSeq := fs.Uint64("min-seq", 0, "wait until ledgerd has applied this sequence")
 	pos, err := parse(fs, args, "SHOP")
 	if err != nil {
@@ -340,8 +340,8 @@ func (c *cli) stock(ctx context.Context, args []string, getenv func(string) stri
 	return tw.Flush()
 }
 
-func (c *cli) alerts(ctx context.Context, args []string, getenv func(string) string) error {
-	fs := c.flags("alerts", getenv)
+func (c *cli) alerts(ctx context.Context, args []string) error {
+	fs := c.flags("alerts")
 	state := fs.String("state", "open", "open, resolved or all")
 	minSeq := fs.Uint64("min-seq", 0, "wait until ledgerd has applied this sequence")
 	pos, err := parse(fs, args, "SHOP")
@@ -374,8 +374,17 @@ func (c *cli) alerts(ctx context.Context, args []string, getenv func(string) str
 	return tw.Flush()
 }
 
-func (c *cli) history(ctx context.Context, args []string, getenv func(string) string) error {
-	fs := c.flags("history", getenv)
+// historyEntry is one event of a history answer: Refused is why the
+// projector refused it (it changed nothing), empty when it applied it.
+type historyEntry struct {
+	Seq      uint64          `json:"seq"`
+	StoredAt time.Time       `json:"stored_at"`
+	Event    json.RawMessage `json:"event"`
+	Refused  string          `json:"refused"`
+}
+
+func (c *cli) history(ctx context.Context, args []string) error {
+	fs := c.flags("history")
 	after := fs.Uint64("after-seq", 0, "events after this stream sequence")
 	limit := fs.Int("limit", 0, "at most this many events (ledgerd's default when 0)")
 	pos, err := parse(fs, args, "SHOP", "SKU")
@@ -397,36 +406,13 @@ func (c *cli) history(ctx context.Context, args []string, getenv func(string) st
 		return c.printJSON(data)
 	}
 	var r struct {
-		Events []struct {
-			Seq      uint64          `json:"seq"`
-			StoredAt time.Time       `json:"stored_at"`
-			Event    json.RawMessage `json:"event"`
-		} `json:"events"`
-		NextAfterSeq uint64 `json:"next_after_seq"`
+		Events       []historyEntry `json:"events"`
+		NextAfterSeq uint64         `json:"next_after_seq"`
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
-	tw := c.table()
-	fmt.Fprintln(tw, "SEQ\tSTORED\tTYPE\tDETAILS")
-	for _, e := range r.Events {
-		var m map[string]any
-		typ, details := "?", string(e.Event)
-		if json.Unmarshal(e.Event, &m) == nil {
-			typ, _ = m["type"].(string)
-			delete(m, "type")
-			delete(m, "shop")
-			delete(m, "sku")
-			delete(m, "id")
-			var parts []string
-			for _, k := range slices.Sorted(maps.Keys(m)) {
-				parts = append(parts, fmt.Sprintf("%s=%v", k, m[k]))
-			}
-			details = strings.Join(parts, " ")
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.Seq, e.StoredAt.Local().Format("01-02 15:04:05"), typ, details)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := c.printHistory(r.Events); err != nil {
 		return err
 	}
 	if r.NextAfterSeq > 0 {
@@ -435,8 +421,51 @@ func (c *cli) history(ctx context.Context, args []string, getenv func(string) st
 	return err
 }
 
-func (c *cli) follow(ctx context.Context, args []string, getenv func(string) string) error {
-	fs := c.flags("follow", getenv)
+// printHistory prints events as a table; an event the projector refused
+// gets a line below it with the reason.
+func (c *cli) printHistory(events []historyEntry) error {
+	tw := c.table()
+	fmt.Fprintln(tw, "SEQ\tSTORED\tTYPE\tDETAILS")
+	refused := 0
+	for _, e := range events {
+		typ, details := eventDetails(e.Event)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.Seq, e.StoredAt.Local().Format("01-02 15:04:05"), typ, details)
+		if e.Refused != "" {
+			refused++
+			fmt.Fprintf(tw, "\t\t\tREFUSED by the projector (changed nothing): %s\n", e.Refused)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if refused == 0 {
+		return nil
+	}
+	_, err := fmt.Fprintf(c.stdout, "%d of these events refused by the projector: they are in the stream but changed nothing\n", refused)
+	return err
+}
+
+// eventDetails returns an event's type and its other fields as key=value,
+// or "?" and the raw text of a message that is not a JSON object.
+func eventDetails(raw json.RawMessage) (typ, details string) {
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return "?", string(raw)
+	}
+	typ, _ = m["type"].(string)
+	delete(m, "type")
+	delete(m, "shop")
+	delete(m, "sku")
+	delete(m, "id")
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, m[k]))
+	}
+	return typ, strings.Join(parts, " ")
+}
+
+func (c *cli) follow(ctx context.Context, args []string) error {
+	fs := c.flags("follow")
 	lastID := fs.String("last-event-id", "", "resume after this alert stream sequence")
 	pos, err := parse(fs, args, "SHOP")
 	if err != nil {

@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +25,7 @@ func main() {
 	}
 }
 
-const usage = `usage: stockctl COMMAND [flags] [args]
+const usage = `usage: stockctl [-addr URL] [-json] COMMAND [flags] [args]
 
 commands:
   send      send events: flags per field (-type sale -shop S -sku K -order-id O -qty 1 ...),
@@ -33,40 +35,66 @@ commands:
   sku       SHOP SKU [-as-of RFC3339]: one SKU's figures (now, or at a past moment)
   stock     SHOP: the shop's SKUs as a table
   alerts    SHOP [-state open|resolved|all]: alerts, most money at risk first
-  history   SHOP SKU [-after-seq N] [-limit N]: the SKU's events from the stream
+  history   SHOP SKU [-after-seq N] [-limit N]: the SKU's events from the stream,
+            those the projector refused marked with the reason
   follow    SHOP [-last-event-id N]: follow the live feed until interrupted
+  help      this text (also -h, --help); stockctl COMMAND -h lists a command's flags
 
-flags of every command:
+flags of every command, before or after it:
   -addr URL   ledgerd's HTTP address (STOCKCTL_ADDR, default http://127.0.0.1:8080)
   -json       JSON output for scripts
 `
 
-// run is stockctl with its environment passed in, for tests.
+// defaultAddr is ledgerd's address when -addr is not given.
+const defaultAddr = "http://127.0.0.1:8080"
+
+// run is stockctl with its environment passed in, for tests. Flags before
+// the command (-addr, -json) are the defaults of the command's own.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "help" {
-		fmt.Fprint(stdout, usage)
-		if len(args) == 0 {
-			return fmt.Errorf("no command given")
-		}
-		return nil
+	c := &cli{stdin: stdin, stdout: stdout, addr: getenv("STOCKCTL_ADDR")}
+	if c.addr == "" {
+		c.addr = defaultAddr
 	}
-	c := &cli{stdin: stdin, stdout: stdout}
-	cmd, rest := args[0], args[1:]
+	global := flag.NewFlagSet("stockctl", flag.ContinueOnError)
+	global.SetOutput(io.Discard) // errors are returned; help prints the usage below
+	global.StringVar(&c.addr, "addr", c.addr, "")
+	global.BoolVar(&c.json, "json", false, "")
+	err := global.Parse(args)
+	if errors.Is(err, flag.ErrHelp) || (err == nil && global.Arg(0) == "help") {
+		_, err = fmt.Fprint(stdout, usage)
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%w (stockctl help)", err)
+	}
+	if global.NArg() == 0 {
+		fmt.Fprint(stdout, usage)
+		return errors.New("no command given")
+	}
+	err = c.command(ctx, global.Arg(0), global.Args()[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the command's flags were listed
+	}
+	return err
+}
+
+// command runs one command with its arguments.
+func (c *cli) command(ctx context.Context, cmd string, args []string) error {
 	switch cmd {
 	case "send":
-		return c.send(ctx, rest, getenv)
+		return c.send(ctx, args)
 	case "set-zero":
-		return c.setZero(ctx, rest, getenv)
+		return c.setZero(ctx, args)
 	case "sku":
-		return c.sku(ctx, rest, getenv)
+		return c.sku(ctx, args)
 	case "stock":
-		return c.stock(ctx, rest, getenv)
+		return c.stock(ctx, args)
 	case "alerts":
-		return c.alerts(ctx, rest, getenv)
+		return c.alerts(ctx, args)
 	case "history":
-		return c.history(ctx, rest, getenv)
+		return c.history(ctx, args)
 	case "follow":
-		return c.follow(ctx, rest, getenv)
+		return c.follow(ctx, args)
 	}
 	return fmt.Errorf("unknown command %q (commands: send, set-zero, sku, stock, alerts, history, follow; stockctl help)", cmd)
 }

@@ -34,8 +34,9 @@ func TestMain(m *testing.M) {
 }
 
 // startLedgerd builds and runs the real ledgerd (embedded NATS, memory read
-// model) on free ports and returns its HTTP address. It stops with the test.
-func startLedgerd(t *testing.T) string {
+// model) on free ports and returns its HTTP address and its NATS URL. It
+// stops with the test.
+func startLedgerd(t *testing.T) (string, string) {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "stockctl-test-")
@@ -52,9 +53,9 @@ func startLedgerd(t *testing.T) string {
 	if buildErr != nil {
 		t.Fatalf("build ledgerd: %v", buildErr)
 	}
-	httpAddr := freeAddr(t)
+	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(binPath)
-	cmd.Env = append(os.Environ(), "LEDGER_HTTP_ADDR="+httpAddr, "LEDGER_NATS_LISTEN=127.0.0.1:0",
+	cmd.Env = append(os.Environ(), "LEDGER_HTTP_ADDR="+httpAddr, "LEDGER_NATS_LISTEN="+natsAddr,
 		"LEDGER_DATA_DIR="+t.TempDir(), "NATS_URL=", "DATABASE_URL=", "LEDGER_SELLOUT_SOON_MINUTES=0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -90,7 +91,7 @@ func startLedgerd(t *testing.T) string {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return base
+				return base, "nats://" + natsAddr
 			}
 		}
 		select {
@@ -146,7 +147,7 @@ func mustCtl(t *testing.T, base, stdin string, args ...string) string {
 
 // TestStockctl drives every command against the running service.
 func TestStockctl(t *testing.T) {
-	base := startLedgerd(t)
+	base, _ := startLedgerd(t)
 	const shop = "shop-ctl"
 
 	// Send by flags.
