@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,49 +34,7 @@ func (a catalogAppender) Append(ctx context.Context, events []ledger.Event) ([]t
 // for as_of reads.
 type streamHistory struct {
 	*transport.History
-	js   jetstream.JetStream
 	fold projections.FoldConfig
-}
-
-// refusalsReadMax bounds the dead letters read for one history answer
-// (one request each); refusals past it are not marked.
-const refusalsReadMax = 10_000
-
-// Refusals returns why the projector refused messages of the SKU, by
-// stream sequence, from the dead letters' headers. It stands in for
-// transport.History.Refusals, which reads STOCK_DEAD with direct gets: that
-// stream does not allow them (no AllowDirect in DeadStreamConfig), so it
-// fails with "no responders" as soon as a SKU has a dead letter. This reads
-// each one from the stream leader instead.
-func (h streamHistory) Refusals(ctx context.Context, shop, sku string) (map[uint64]string, error) {
-	subject, err := h.History.Subject(ctx, shop, sku)
-	if err != nil {
-		return nil, err
-	}
-	dead := transport.DeadSubject(subject)
-	out := map[uint64]string{}
-	last, err := transport.LastSeqFromLeader(ctx, h.js.Conn(), transport.DeadStream, dead)
-	if err != nil || last == 0 {
-		return out, err
-	}
-	st, err := h.js.Stream(ctx, transport.DeadStream)
-	if err != nil {
-		return nil, fmt.Errorf("dead letters of %s: %w", dead, err)
-	}
-	for seq, n := uint64(1), 0; seq <= last && n < refusalsReadMax; n++ {
-		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(dead))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dead letters of %s from seq %d: %w", dead, seq, err)
-		}
-		if n, err := strconv.ParseUint(m.Header.Get(transport.HeaderDeadSeq), 10, 64); err == nil {
-			out[n] = m.Header.Get(transport.HeaderDeadReason)
-		}
-		seq = m.Sequence + 1
-	}
-	return out, nil
 }
 
 // AsOf folds the SKU's history up to asOf (consumers.FoldAsOf).

@@ -205,7 +205,7 @@ func (s *service) newAPI(pub *transport.Publisher, fold projections.FoldConfig, 
 	p := s.projection()
 	wait := &readWait{gate: newStartGate(p, target), progress: p}
 	m := newStaleModel(s.store, p)
-	hist := &historyAPI{log: s.log, history: streamHistory{History: transport.NewHistory(s.js), js: s.js, fold: fold}, progress: p, wait: wait}
+	hist := &historyAPI{log: s.log, history: streamHistory{History: transport.NewHistory(s.js), fold: fold}, progress: p, wait: wait}
 	return &api{
 		log:     s.log,
 		metrics: met,
