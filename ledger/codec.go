@@ -135,6 +135,7 @@ func badTime(data []byte) *FieldError {
 	var times struct {
 		At        json.RawMessage `json:"at"`
 		DeliverBy json.RawMessage `json:"deliver_by"`
+		ShipBy    json.RawMessage `json:"ship_by"`
 	}
 	if json.Unmarshal(data, &times) != nil {
 		return nil
@@ -142,7 +143,7 @@ func badTime(data []byte) *FieldError {
 	for _, f := range []struct {
 		name string
 		raw  json.RawMessage
-	}{{"at", times.At}, {"deliver_by", times.DeliverBy}} {
+	}{{"at", times.At}, {"deliver_by", times.DeliverBy}, {"ship_by", times.ShipBy}} {
 		if len(f.raw) == 0 || string(f.raw) == "null" {
 			continue
 		}

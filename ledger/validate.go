@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -16,9 +17,11 @@ import (
 const (
 	// MaxNameLen bounds shop and sku, which become NATS subject tokens.
 	MaxNameLen = 64
-	// MaxOrderIDLen bounds order ids, which become Nats-Msg-Id headers.
-	MaxOrderIDLen = 128
-	// MaxTextLen bounds free text (title, counted_by, supplier, live_id) in bytes.
+	// MaxIDLen bounds ids (order_id, parent_order_id, refund_id, waybill,
+	// return_id, receipt_id, supplier, live_id), which become parts of
+	// Nats-Msg-Id headers.
+	MaxIDLen = 128
+	// MaxTextLen bounds free text (title, counted_by) in bytes.
 	MaxTextLen = 256
 	// MaxQty bounds every quantity in one event (units).
 	MaxQty = 1_000_000_000
@@ -40,8 +43,8 @@ var (
 )
 
 var (
-	namePattern  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	orderPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	idPattern   = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
 )
 
 // ErrInvalidEvent is matched (errors.Is) by every validation error.
@@ -95,6 +98,7 @@ func FieldErrors(err error) []*FieldError {
 
 type problems struct {
 	index int
+	ids   idRule
 	errs  []error
 }
 
@@ -127,22 +131,38 @@ func (e *Event) CheckClock(now time.Time) error {
 // Validate checks every rule of the event's type and returns all problems at
 // once, joined; each is a *FieldError that names its field (errors.Is(err,
 // ErrInvalidEvent) holds). It expects a normalized event: id and at present.
-func (e *Event) Validate() error { return e.validate(0) }
+// It is the rule for new events (HTTP, the publisher).
+func (e *Event) Validate() error { return e.validate(0, strictIDs) }
+
+// ValidateStored is Validate for an event already in the stream, as the
+// projector checks it: it also accepts a supplier or live_id of free text
+// (at most MaxTextLen bytes, no control characters), which the first
+// version of the contract allowed, so that a stream written then folds to
+// the same figures.
+func (e *Event) ValidateStored() error { return e.validate(0, legacyIDs) }
 
 // ValidateBatch validates every event of a batch and returns all problems of
 // all events, each FieldError carrying its event's index.
 func ValidateBatch(events []Event) error {
 	var errs []error
 	for i := range events {
-		if err := events[i].validate(i); err != nil {
+		if err := events[i].validate(i, strictIDs); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (e *Event) validate(index int) error {
-	p := &problems{index: index}
+// idRule says how supplier and live_id are checked.
+type idRule bool
+
+const (
+	strictIDs idRule = false // the id pattern, as every other id
+	legacyIDs idRule = true  // free text, as contract v1 had them
+)
+
+func (e *Event) validate(index int, ids idRule) error {
+	p := &problems{index: index, ids: ids}
 	if e.ID == "" {
 		p.add("id", "", "required")
 	} else if u, err := uuid.Parse(e.ID); err != nil || len(e.ID) != 36 || u.String() != strings.ToLower(e.ID) {
@@ -151,92 +171,139 @@ func (e *Event) validate(index int) error {
 	checkName(p, "shop", e.Shop)
 	checkName(p, "sku", e.SKU)
 	checkTime(p, "at", e.At)
-
-	known := true
-	switch e.Type {
-	case Listing:
-		checkText(p, "title", e.Title, true)
-		checkPositive(p, "price_fen", e.PriceFen, MaxPriceFen)
-		checkQty(p, "stock", e.Stock, 0)
-		switch e.SalesForm {
-		case Spot:
-			if h := e.ShipWithinHours; h != 24 && h != 48 && h != 72 {
-				p.add("ship_within_hours", fmt.Sprint(h), "must be 24, 48 or 72 for a spot listing")
+	check, known := typeChecks[e.Type]
+	switch {
+	case known:
+		check(p, e)
+		for _, f := range e.presentFields() {
+			if !slices.Contains(fieldsByType[e.Type], f) {
+				p.add(f, "", fmt.Sprintf("not a field of a %s event", e.Type))
 			}
-			if e.ShipWithinDays != 0 {
-				p.add("ship_within_days", fmt.Sprint(e.ShipWithinDays), "only a presale listing has ship_within_days")
-			}
-		case Presale:
-			if d := e.ShipWithinDays; d < MinShipDays || d > MaxShipDays {
-				p.add("ship_within_days", fmt.Sprint(d), fmt.Sprintf("must be %d to %d for a presale listing", MinShipDays, MaxShipDays))
-			}
-			if e.ShipWithinHours != 0 {
-				p.add("ship_within_hours", fmt.Sprint(e.ShipWithinHours), "only a spot listing has ship_within_hours")
-			}
-		case "":
-			p.add("sales_form", "", "required: spot or presale")
-		default:
-			p.add("sales_form", quote(string(e.SalesForm)), "must be spot or presale")
 		}
-	case Delisting:
-	case StockSet:
-		checkQty(p, "stock", e.Stock, 0)
-	case Restock:
+	case e.Type == "":
+		p.add("type", "", "required: one of "+typeList())
+	default:
+		p.add("type", quote(string(e.Type)), "must be one of "+typeList())
+	}
+	return errors.Join(p.errs...)
+}
+
+// typeChecks holds the rules of each type's own fields.
+var typeChecks = map[Type]func(*problems, *Event){
+	Listing:   checkListing,
+	Delisting: func(*problems, *Event) {},
+	StockSet:  func(p *problems, e *Event) { checkQty(p, "stock", e.Stock, 0) },
+	SafetyStockSet: func(p *problems, e *Event) {
+		checkQty(p, "qty", e.Qty, 0)
+	},
+	Restock: func(p *problems, e *Event) {
 		checkQty(p, "qty", e.Qty, 1)
-	case Sale:
-		checkOrder(p, e.OrderID)
+		checkID(p, "receipt_id", e.ReceiptID, false)
+	},
+	Sale: func(p *problems, e *Event) {
+		checkID(p, "order_id", e.OrderID, true)
 		checkQty(p, "qty", e.Qty, 1)
 		checkPositive(p, "unit_price_fen", e.UnitPriceFen, MaxPriceFen)
-		checkText(p, "live_id", e.LiveID, false)
-	case Cancel, Shipment:
-		checkOrder(p, e.OrderID)
-	case Recount:
+		p.checkFreeID("live_id", e.LiveID, false)
+		checkID(p, "parent_order_id", e.ParentOrderID, false)
+		checkOptionalTime(p, "ship_by", e.ShipBy)
+	},
+	Cancel:   func(p *problems, e *Event) { checkPart(p, e, "refund_id", e.RefundID, "a refund") },
+	Shipment: func(p *problems, e *Event) { checkPart(p, e, "waybill", e.Waybill, "a package") },
+	Return:   checkReturn,
+	PromiseChanged: func(p *problems, e *Event) {
+		checkID(p, "order_id", e.OrderID, true)
+		if e.ShipBy == nil {
+			p.add("ship_by", "", "required: the RFC 3339 time the platform now promises shipment by")
+		} else {
+			checkTime(p, "ship_by", *e.ShipBy)
+		}
+	},
+	Recount: func(p *problems, e *Event) {
 		checkQty(p, "counted", e.Counted, 0)
 		checkText(p, "counted_by", e.CountedBy, false)
-	case CapacityConfirmed:
-		checkText(p, "supplier", e.Supplier, true)
+	},
+	CapacityConfirmed: func(p *problems, e *Event) {
+		p.checkFreeID("supplier", e.Supplier, true)
 		checkQty(p, "qty", e.Qty, 0)
 		if e.DeliverBy == nil {
 			p.add("deliver_by", "", "required: RFC 3339 time the supplier delivers by")
 		} else {
 			checkTime(p, "deliver_by", *e.DeliverBy)
 		}
-	case "":
-		known = false
-		p.add("type", "", "required: one of "+typeList())
-	default:
-		known = false
-		p.add("type", quote(string(e.Type)), "must be one of "+typeList())
-	}
-	if known {
-		for _, f := range e.presentFields() {
-			if !fieldAllowed(e.Type, f) {
-				p.add(f, "", fmt.Sprintf("not a field of a %s event", e.Type))
-			}
+	},
+}
+
+func checkListing(p *problems, e *Event) {
+	checkText(p, "title", e.Title, true)
+	checkPositive(p, "price_fen", e.PriceFen, MaxPriceFen)
+	checkQty(p, "stock", e.Stock, 0)
+	switch e.SalesForm {
+	case Spot:
+		if h := e.ShipWithinHours; h != 24 && h != 48 && h != 72 {
+			p.add("ship_within_hours", fmt.Sprint(h), "must be 24, 48 or 72 for a spot listing")
 		}
+		if e.ShipWithinDays != 0 {
+			p.add("ship_within_days", fmt.Sprint(e.ShipWithinDays), "only a presale listing has ship_within_days")
+		}
+	case Presale:
+		if d := e.ShipWithinDays; d < MinShipDays || d > MaxShipDays {
+			p.add("ship_within_days", fmt.Sprint(d), fmt.Sprintf("must be %d to %d for a presale listing", MinShipDays, MaxShipDays))
+		}
+		if e.ShipWithinHours != 0 {
+			p.add("ship_within_hours", fmt.Sprint(e.ShipWithinHours), "only a spot listing has ship_within_hours")
+		}
+	case "":
+		p.add("sales_form", "", "required: spot or presale")
+	default:
+		p.add("sales_form", quote(string(e.SalesForm)), "must be spot or presale")
 	}
-	return errors.Join(p.errs...)
+}
+
+// checkPart checks a cancel or shipment: the line, and a qty that comes with
+// its document (docField) or not at all.
+func checkPart(p *problems, e *Event, docField, doc, what string) {
+	checkID(p, "order_id", e.OrderID, true)
+	switch {
+	case e.Qty != nil && doc == "":
+		p.add(docField, "", fmt.Sprintf("required with qty: it names %s, so that a re-send is applied once (without qty, every open unit of the line)", what))
+	case e.Qty == nil && doc != "":
+		p.add("qty", "", fmt.Sprintf("required with %s: a whole number from 1 to %d", docField, MaxQty))
+	}
+	if e.Qty != nil {
+		checkQty(p, "qty", e.Qty, 1)
+	}
+	checkID(p, docField, doc, false)
+}
+
+func checkReturn(p *problems, e *Event) {
+	checkID(p, "order_id", e.OrderID, true)
+	checkQty(p, "qty", e.Qty, 1)
+	checkID(p, "return_id", e.ReturnID, true)
+	if e.Restocked == nil {
+		return
+	}
+	switch r := *e.Restocked; {
+	case r < 0:
+		p.add("restocked", fmt.Sprint(r), fmt.Sprintf("must be from 0 to qty (%d)", Value(e.Qty)))
+	case e.Qty != nil && *e.Qty >= 1 && r > *e.Qty:
+		p.add("restocked", fmt.Sprint(r), fmt.Sprintf("must be at most qty (%d): only returned units go back on the shelf", *e.Qty))
+	}
 }
 
 // fieldsByType lists the type-specific fields each type takes.
 var fieldsByType = map[Type][]string{
 	Listing:           {"title", "price_fen", "stock", "sales_form", "ship_within_hours", "ship_within_days"},
 	StockSet:          {"stock"},
-	Restock:           {"qty"},
-	Sale:              {"order_id", "qty", "unit_price_fen", "live_id"},
-	Cancel:            {"order_id"},
-	Shipment:          {"order_id"},
+	SafetyStockSet:    {"qty"},
+	Restock:           {"qty", "receipt_id"},
+	Sale:              {"order_id", "qty", "unit_price_fen", "live_id", "parent_order_id", "ship_by"},
+	Cancel:            {"order_id", "qty", "refund_id"},
+	Shipment:          {"order_id", "qty", "waybill"},
+	Return:            {"order_id", "qty", "return_id", "restocked"},
+	PromiseChanged:    {"order_id", "ship_by"},
 	Recount:           {"counted", "counted_by"},
 	CapacityConfirmed: {"supplier", "qty", "deliver_by"},
-}
-
-func fieldAllowed(t Type, field string) bool {
-	for _, f := range fieldsByType[t] {
-		if f == field {
-			return true
-		}
-	}
-	return false
 }
 
 func (e *Event) presentFields() []string {
@@ -253,9 +320,16 @@ func (e *Event) presentFields() []string {
 	add(e.ShipWithinDays != 0, "ship_within_days")
 	add(e.Stock != nil, "stock")
 	add(e.OrderID != "", "order_id")
+	add(e.ParentOrderID != "", "parent_order_id")
 	add(e.UnitPriceFen != 0, "unit_price_fen")
 	add(e.LiveID != "", "live_id")
+	add(e.ShipBy != nil, "ship_by")
 	add(e.Qty != nil, "qty")
+	add(e.RefundID != "", "refund_id")
+	add(e.Waybill != "", "waybill")
+	add(e.ReturnID != "", "return_id")
+	add(e.ReceiptID != "", "receipt_id")
+	add(e.Restocked != nil, "restocked")
 	add(e.Counted != nil, "counted")
 	add(e.CountedBy != "", "counted_by")
 	add(e.Supplier != "", "supplier")
@@ -280,12 +354,31 @@ func checkName(p *problems, field, v string) {
 	}
 }
 
-func checkOrder(p *problems, v string) {
+// checkID checks an id (order_id, refund_id, waybill, …): required or not,
+// and the id pattern.
+func checkID(p *problems, field, v string, required bool) {
 	switch {
-	case v == "":
-		p.add("order_id", "", "required")
-	case !orderPattern.MatchString(v):
-		p.add("order_id", quote(v), fmt.Sprintf("must match ^[A-Za-z0-9_.:-]{1,%d}$", MaxOrderIDLen))
+	case v == "" && required:
+		p.add(field, "", "required")
+	case v != "" && !idPattern.MatchString(v):
+		p.add(field, quote(v), fmt.Sprintf("must match ^[A-Za-z0-9_.:-]{1,%d}$", MaxIDLen))
+	}
+}
+
+// checkFreeID checks supplier and live_id: ids, or free text for a stored
+// event (see ValidateStored).
+func (p *problems) checkFreeID(field, v string, required bool) {
+	if p.ids == legacyIDs {
+		checkText(p, field, v, required)
+		return
+	}
+	checkID(p, field, v, required)
+}
+
+// checkOptionalTime checks a time field that may be absent.
+func checkOptionalTime(p *problems, field string, t *time.Time) {
+	if t != nil {
+		checkTime(p, field, *t)
 	}
 }
 

@@ -24,11 +24,20 @@ func vtValid(t ledger.Type) ledger.Event {
 	case ledger.StockSet:
 		e.Stock = ledger.Int64(5)
 	case ledger.Restock:
-		e.Qty = ledger.Int64(5)
+		e.Qty, e.ReceiptID = ledger.Int64(5), "GR-2026-0007"
+	case ledger.SafetyStockSet:
+		e.Qty = ledger.Int64(3)
 	case ledger.Sale:
 		e.OrderID, e.Qty, e.UnitPriceFen, e.LiveID = "ks-10000", ledger.Int64(1), 9900, "live-0412"
-	case ledger.Cancel, ledger.Shipment:
-		e.OrderID = "ks-10000"
+		e.ParentOrderID, e.ShipBy = "dy-p1", ledger.Time(vtAt.Add(48*time.Hour))
+	case ledger.Cancel:
+		e.OrderID, e.Qty, e.RefundID = "ks-10000", ledger.Int64(1), "rf-1"
+	case ledger.Shipment:
+		e.OrderID, e.Qty, e.Waybill = "ks-10000", ledger.Int64(1), "SF1001"
+	case ledger.Return:
+		e.OrderID, e.Qty, e.ReturnID, e.Restocked = "ks-10000", ledger.Int64(2), "RT-1", ledger.Int64(1)
+	case ledger.PromiseChanged:
+		e.OrderID, e.ShipBy = "ks-10000", ledger.Time(vtAt.Add(72*time.Hour))
 	case ledger.Recount:
 		e.Counted, e.CountedBy = ledger.Int64(7), "warehouse-a"
 	case ledger.CapacityConfirmed:
@@ -196,8 +205,8 @@ func TestValidate(t *testing.T) {
 		{"sale order_id with a space", ledger.Sale, func(e *ledger.Event) { e.OrderID = "ks 1" }, []string{"order_id"}},
 		{"sale order_id with a slash", ledger.Sale, func(e *ledger.Event) { e.OrderID = "ks/1" }, []string{"order_id"}},
 		{"sale order_id with dots and colons", ledger.Sale, func(e *ledger.Event) { e.OrderID = "ks:2026.11_1-a" }, nil},
-		{"sale order_id of 128", ledger.Sale, func(e *ledger.Event) { e.OrderID = long(ledger.MaxOrderIDLen) }, nil},
-		{"sale order_id of 129", ledger.Sale, func(e *ledger.Event) { e.OrderID = long(ledger.MaxOrderIDLen + 1) }, []string{"order_id"}},
+		{"sale order_id of 128", ledger.Sale, func(e *ledger.Event) { e.OrderID = long(ledger.MaxIDLen) }, nil},
+		{"sale order_id of 129", ledger.Sale, func(e *ledger.Event) { e.OrderID = long(ledger.MaxIDLen + 1) }, []string{"order_id"}},
 		{"sale qty missing", ledger.Sale, func(e *ledger.Event) { e.Qty = nil }, []string{"qty"}},
 		{"sale qty 0", ledger.Sale, func(e *ledger.Event) { e.Qty = ledger.Int64(0) }, []string{"qty"}},
 		{"sale qty past max", ledger.Sale, func(e *ledger.Event) { e.Qty = ledger.Int64(ledger.MaxQty + 1) }, []string{"qty"}},
@@ -205,16 +214,56 @@ func TestValidate(t *testing.T) {
 		{"sale unit_price_fen negative", ledger.Sale, func(e *ledger.Event) { e.UnitPriceFen = -100 }, []string{"unit_price_fen"}},
 		{"sale unit_price_fen past max", ledger.Sale, func(e *ledger.Event) { e.UnitPriceFen = ledger.MaxPriceFen + 1 }, []string{"unit_price_fen"}},
 		{"sale without live_id", ledger.Sale, func(e *ledger.Event) { e.LiveID = "" }, nil},
-		{"sale live_id too long", ledger.Sale, func(e *ledger.Event) { e.LiveID = long(ledger.MaxTextLen + 1) }, []string{"live_id"}},
+		{"sale live_id too long", ledger.Sale, func(e *ledger.Event) { e.LiveID = long(ledger.MaxIDLen + 1) }, []string{"live_id"}},
+		{"sale live_id with a space", ledger.Sale, func(e *ledger.Event) { e.LiveID = "live 1" }, []string{"live_id"}},
+		{"sale without ship_by", ledger.Sale, func(e *ledger.Event) { e.ShipBy = nil }, nil},
+		{"sale ship_by zero", ledger.Sale, func(e *ledger.Event) { e.ShipBy = &time.Time{} }, []string{"ship_by"}},
+		{"sale ship_by 2100", ledger.Sale, func(e *ledger.Event) { e.ShipBy = ledger.Time(ledger.MaxAt) }, []string{"ship_by"}},
+		{"sale parent_order_id bad", ledger.Sale, func(e *ledger.Event) { e.ParentOrderID = "p/1" }, []string{"parent_order_id"}},
+		{"sale with waybill", ledger.Sale, func(e *ledger.Event) { e.Waybill = "SF1" }, []string{"waybill"}},
 		{"sale with price_fen", ledger.Sale, func(e *ledger.Event) { e.PriceFen = 9900 }, []string{"price_fen"}},
 		{"sale with counted", ledger.Sale, func(e *ledger.Event) { e.Counted = ledger.Int64(1) }, []string{"counted"}},
 
 		// cancel, shipment
 		{"cancel order_id missing", ledger.Cancel, func(e *ledger.Event) { e.OrderID = "" }, []string{"order_id"}},
 		{"cancel order_id bad", ledger.Cancel, func(e *ledger.Event) { e.OrderID = "ks>1" }, []string{"order_id"}},
-		{"cancel with qty", ledger.Cancel, func(e *ledger.Event) { e.Qty = ledger.Int64(1) }, []string{"qty"}},
+		{"cancel of the whole line", ledger.Cancel, func(e *ledger.Event) { e.Qty, e.RefundID = nil, "" }, nil},
+		{"cancel qty without refund_id", ledger.Cancel, func(e *ledger.Event) { e.RefundID = "" }, []string{"refund_id"}},
+		{"cancel refund_id without qty", ledger.Cancel, func(e *ledger.Event) { e.Qty = nil }, []string{"qty"}},
+		{"cancel qty 0", ledger.Cancel, func(e *ledger.Event) { e.Qty = ledger.Int64(0) }, []string{"qty"}},
+		{"cancel refund_id bad", ledger.Cancel, func(e *ledger.Event) { e.RefundID = "rf 1" }, []string{"refund_id"}},
+		{"cancel with waybill", ledger.Cancel, func(e *ledger.Event) { e.Waybill = "SF1" }, []string{"waybill"}},
 		{"shipment order_id missing", ledger.Shipment, func(e *ledger.Event) { e.OrderID = "" }, []string{"order_id"}},
+		{"shipment of the whole line", ledger.Shipment, func(e *ledger.Event) { e.Qty, e.Waybill = nil, "" }, nil},
+		{"shipment qty without waybill", ledger.Shipment, func(e *ledger.Event) { e.Waybill = "" }, []string{"waybill"}},
+		{"shipment waybill without qty", ledger.Shipment, func(e *ledger.Event) { e.Qty = nil }, []string{"qty"}},
 		{"shipment with unit_price_fen", ledger.Shipment, func(e *ledger.Event) { e.UnitPriceFen = 1 }, []string{"unit_price_fen"}},
+		{"shipment with refund_id", ledger.Shipment, func(e *ledger.Event) { e.RefundID = "rf-1" }, []string{"refund_id"}},
+
+		// return
+		{"return qty missing", ledger.Return, func(e *ledger.Event) { e.Qty = nil }, []string{"qty"}},
+		{"return qty 0", ledger.Return, func(e *ledger.Event) { e.Qty = ledger.Int64(0) }, []string{"qty"}},
+		{"return return_id missing", ledger.Return, func(e *ledger.Event) { e.ReturnID = "" }, []string{"return_id"}},
+		{"return without restocked", ledger.Return, func(e *ledger.Event) { e.Restocked = nil }, nil},
+		{"return restocked 0", ledger.Return, func(e *ledger.Event) { e.Restocked = ledger.Int64(0) }, nil},
+		{"return restocked = qty", ledger.Return, func(e *ledger.Event) { e.Restocked = ledger.Int64(2) }, nil},
+		{"return restocked > qty", ledger.Return, func(e *ledger.Event) { e.Restocked = ledger.Int64(3) }, []string{"restocked"}},
+		{"return restocked negative", ledger.Return, func(e *ledger.Event) { e.Restocked = ledger.Int64(-1) }, []string{"restocked"}},
+		{"return order_id missing", ledger.Return, func(e *ledger.Event) { e.OrderID = "" }, []string{"order_id"}},
+
+		// promise_changed
+		{"promise ship_by missing", ledger.PromiseChanged, func(e *ledger.Event) { e.ShipBy = nil }, []string{"ship_by"}},
+		{"promise ship_by before 2000", ledger.PromiseChanged, func(e *ledger.Event) { e.ShipBy = ledger.Time(ledger.MinAt.Add(-time.Hour)) }, []string{"ship_by"}},
+		{"promise order_id missing", ledger.PromiseChanged, func(e *ledger.Event) { e.OrderID = "" }, []string{"order_id"}},
+		{"promise with qty", ledger.PromiseChanged, func(e *ledger.Event) { e.Qty = ledger.Int64(1) }, []string{"qty"}},
+
+		// safety_stock_set, restock receipt
+		{"safety qty missing", ledger.SafetyStockSet, func(e *ledger.Event) { e.Qty = nil }, []string{"qty"}},
+		{"safety qty 0", ledger.SafetyStockSet, func(e *ledger.Event) { e.Qty = ledger.Int64(0) }, nil},
+		{"safety qty negative", ledger.SafetyStockSet, func(e *ledger.Event) { e.Qty = ledger.Int64(-2) }, []string{"qty"}},
+		{"safety with stock", ledger.SafetyStockSet, func(e *ledger.Event) { e.Stock = ledger.Int64(2) }, []string{"stock"}},
+		{"restock without receipt_id", ledger.Restock, func(e *ledger.Event) { e.ReceiptID = "" }, nil},
+		{"restock receipt_id bad", ledger.Restock, func(e *ledger.Event) { e.ReceiptID = "GR 1" }, []string{"receipt_id"}},
 
 		// recount
 		{"recount counted missing", ledger.Recount, func(e *ledger.Event) { e.Counted = nil }, []string{"counted"}},
@@ -227,7 +276,8 @@ func TestValidate(t *testing.T) {
 
 		// capacity_confirmed
 		{"capacity supplier missing", ledger.CapacityConfirmed, func(e *ledger.Event) { e.Supplier = "" }, []string{"supplier"}},
-		{"capacity supplier too long", ledger.CapacityConfirmed, func(e *ledger.Event) { e.Supplier = long(ledger.MaxTextLen + 1) }, []string{"supplier"}},
+		{"capacity supplier too long", ledger.CapacityConfirmed, func(e *ledger.Event) { e.Supplier = long(ledger.MaxIDLen + 1) }, []string{"supplier"}},
+		{"capacity supplier with a space", ledger.CapacityConfirmed, func(e *ledger.Event) { e.Supplier = "factory a" }, []string{"supplier"}},
 		{"capacity qty missing", ledger.CapacityConfirmed, func(e *ledger.Event) { e.Qty = nil }, []string{"qty"}},
 		{"capacity qty 0", ledger.CapacityConfirmed, func(e *ledger.Event) { e.Qty = ledger.Int64(0) }, nil},
 		{"capacity qty negative", ledger.CapacityConfirmed, func(e *ledger.Event) { e.Qty = ledger.Int64(-1) }, []string{"qty"}},
@@ -243,6 +293,57 @@ func TestValidate(t *testing.T) {
 			tt.mutate(&e)
 			checkFieldErrors(t, e.Validate(), tt.fields...)
 		})
+	}
+}
+
+// TestValidateStoredAcceptsV1Text: a supplier or live_id of free text, as
+// the first contract allowed, is refused for new events and accepted in the
+// stream, so that an old stream folds as it did.
+func TestValidateStoredAcceptsV1Text(t *testing.T) {
+	sale := vtValid(ledger.Sale)
+	sale.LiveID = "live 0412 (evening)"
+	conf := vtValid(ledger.CapacityConfirmed)
+	conf.Supplier = "Factory A, Yiwu"
+	for _, e := range []ledger.Event{sale, conf} {
+		if e.Validate() == nil {
+			t.Errorf("Validate(%s with free text) = nil, want the id rule", e.Type)
+		}
+		if err := e.ValidateStored(); err != nil {
+			t.Errorf("ValidateStored(%s with free text) = %v", e.Type, err)
+		}
+	}
+	conf.Supplier = "a\x00b"
+	if conf.ValidateStored() == nil {
+		t.Error("ValidateStored accepted a control character")
+	}
+}
+
+// TestKey: the natural key of every type (DESIGN "Idempotency").
+func TestKey(t *testing.T) {
+	tests := []struct {
+		typ    ledger.Type
+		mutate func(e *ledger.Event)
+		want   string
+	}{
+		{ledger.Sale, nil, "sale:shop-demo:sku_1-A:ks-10000"},
+		{ledger.Cancel, nil, "cancel:shop-demo:sku_1-A:ks-10000:rf-1"},
+		{ledger.Cancel, func(e *ledger.Event) { e.Qty, e.RefundID = nil, "" }, "cancel:shop-demo:sku_1-A:ks-10000:all"},
+		{ledger.Shipment, nil, "shipment:shop-demo:sku_1-A:ks-10000:SF1001"},
+		{ledger.Shipment, func(e *ledger.Event) { e.Qty, e.Waybill = nil, "" }, "shipment:shop-demo:sku_1-A:ks-10000:all"},
+		{ledger.Return, nil, "return:shop-demo:sku_1-A:ks-10000:RT-1"},
+		{ledger.Restock, nil, "restock:shop-demo:sku_1-A:GR-2026-0007"},
+		{ledger.Restock, func(e *ledger.Event) { e.ReceiptID = "" }, vtID},
+		{ledger.StockSet, nil, vtID},
+		{ledger.PromiseChanged, nil, vtID},
+	}
+	for _, tt := range tests {
+		e := vtValid(tt.typ)
+		if tt.mutate != nil {
+			tt.mutate(&e)
+		}
+		if got := e.Key(); got != tt.want {
+			t.Errorf("%s: Key() = %q, want %q", tt.typ, got, tt.want)
+		}
 	}
 }
 

@@ -91,7 +91,7 @@ func rawMsg(e *ledger.Event) (*nats.Msg, jetstream.PublishOpt, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &nats.Msg{Subject: rawSubjectRoot + "." + e.Shop + "." + e.SKU, Data: data}, jetstream.WithMsgID(e.IdempotencyKey()), nil
+	return &nats.Msg{Subject: rawSubjectRoot + "." + e.Shop + "." + e.SKU, Data: data}, jetstream.WithMsgID(e.Key()), nil
 }
 
 // rawPublishAsync publishes n messages of feed asynchronously and returns

@@ -137,7 +137,7 @@ func (p *Publisher) publishAdmitted(ctx context.Context, events []ledger.Event) 
 		if err != nil {
 			return nil, err
 		}
-		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(events[i].IdempotencyKey()), jetstream.WithExpectStream(EventStream))
+		f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(events[i].Key()), jetstream.WithExpectStream(EventStream))
 		if err != nil {
 			// Not sent: the sync path below retries it.
 			futures[i] = nil
@@ -179,7 +179,7 @@ func (p *Publisher) publishAtomic(ctx context.Context, events []ledger.Event) ([
 			return nil, err
 		}
 		msg.Header = nats.Header{}
-		msg.Header.Set(jetstream.MsgIDHeader, events[i].IdempotencyKey())
+		msg.Header.Set(jetstream.MsgIDHeader, events[i].Key())
 		msgs[i] = msg
 	}
 	actx, cancel := context.WithTimeout(ctx, p.timeout)
@@ -206,7 +206,7 @@ func (p *Publisher) publishSync(ctx context.Context, e *ledger.Event, opts ...je
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, jetstream.WithMsgID(e.IdempotencyKey()), jetstream.WithExpectStream(EventStream))
+	opts = append(opts, jetstream.WithMsgID(e.Key()), jetstream.WithExpectStream(EventStream))
 	wait := 50 * time.Millisecond
 	var lastErr error
 	for attempt := 1; attempt <= publishAttemptsMax; attempt++ {
