@@ -75,8 +75,8 @@ func TestPublisher(t *testing.T) {
 				t.Errorf("%d messages stored by an atomic batch, want %d", batched, want)
 			}
 			for i, a := range acks {
-				if a.ID != first[i].ID || a.Duplicate || ids[a.Seq] != first[i].OrderID {
-					t.Fatalf("ack %d = %+v; seq %d holds %q, want %q", i, a, a.Seq, ids[a.Seq], first[i].OrderID)
+				if a.ID != first[i].ID || a.Duplicate || ids[a.Seq] != first[i].Key() {
+					t.Fatalf("ack %d = %+v; seq %d holds %q, want %q", i, a, a.Seq, ids[a.Seq], first[i].Key())
 				}
 			}
 
