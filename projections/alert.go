@@ -10,20 +10,24 @@ type AlertKind string
 
 // Alert kinds of the design.
 const (
-	// Oversold: spot orders recorded past real stock (committed > on_hand).
+	// Oversold: spot lines recorded past real stock (committed > on_hand).
 	Oversold AlertKind = "oversold"
-	// PhantomStock: the platform lists more units than the real limit.
+	// PhantomStock: the platform lists more units than it should show
+	// (listed > sellable).
 	PhantomStock AlertKind = "phantom_stock"
-	// CapacityExceeded: presale orders past confirmed supplier capacity.
+	// CapacityExceeded: presale lines the confirmed lots cannot serve.
 	CapacityExceeded AlertKind = "capacity_exceeded"
-	// ShipLate: an order not shipped by its promise; one alert per order.
+	// CapacityLate: served presale lines whose lots deliver only after the
+	// line's ship-by.
+	CapacityLate AlertKind = "capacity_late"
+	// ShipLate: a line with open units past its ship-by; one alert per line.
 	ShipLate AlertKind = "ship_late"
 	// RecountMismatch: a recount differs from the book on_hand.
 	RecountMismatch AlertKind = "recount_mismatch"
 )
 
 // AlertKinds lists every kind in a stable order.
-var AlertKinds = []AlertKind{Oversold, PhantomStock, CapacityExceeded, ShipLate, RecountMismatch, SelloutSoon}
+var AlertKinds = []AlertKind{Oversold, PhantomStock, CapacityExceeded, CapacityLate, ShipLate, RecountMismatch, SelloutSoon}
 
 // AlertState is open or resolved.
 type AlertState string
@@ -77,48 +81,37 @@ type View struct {
 	Available        int64            `json:"available"`
 	Capacity         int64            `json:"capacity"`
 	PresaleCommitted int64            `json:"presale_committed"`
+	PresaleShipped   int64            `json:"presale_shipped"`
 	CapacityLeft     int64            `json:"capacity_left"`
-	OpenOrders       int64            `json:"open_orders"`
-	LateOrders       int64            `json:"late_orders"`
-	ExposureFen      int64            `json:"exposure_fen"`
-	OpenAlerts       int64            `json:"open_alerts"`
-	LastSeq          uint64           `json:"last_seq"`
-	UpdatedAt        time.Time        `json:"updated_at"`
+	SafetyStock      int64            `json:"safety_stock"`
+	Sellable         int64            `json:"sellable"`
+	// OpenOrders and LateOrders count open order lines, and those past
+	// their ship-by.
+	OpenOrders  int64     `json:"open_orders"`
+	LateOrders  int64     `json:"late_orders"`
+	ExposureFen int64     `json:"exposure_fen"`
+	OpenAlerts  int64     `json:"open_alerts"`
+	LastSeq     uint64    `json:"last_seq"`
+	UpdatedAt   time.Time `json:"updated_at"`
 	// ViewPace adds pace_per_hour, sellout_eta, live_id and sales_by_minute.
 	ViewPace
 }
 
-// View derives the read side of the SKU. ExposureFen counts every open order
+// View derives the read side of the SKU. ExposureFen counts every open line
 // once, at the larger charge it risks (unshipped when it cannot be served,
-// else late when late), plus the phantom units' risk.
+// else late when it is or will be late), plus the phantom units' risk.
 func (s *SKU) View() View {
-	v := View{
+	sv := s.served
+	return View{
 		Shop: s.Shop, SKU: s.SKU, Title: s.Title, Status: s.Status, SalesForm: s.SalesForm,
 		ShipWithinHours: s.ShipWithinHours, ShipWithinDays: s.ShipWithinDays, PriceFen: s.PriceFen,
-		Listed: s.Listed, OnHand: s.OnHand, Committed: s.Committed, Available: s.OnHand - s.Committed,
-		Capacity: s.Capacity, PresaleCommitted: s.PresaleCommitted, CapacityLeft: s.Capacity - s.PresaleCommitted,
-		OpenOrders: int64(len(s.open)), OpenAlerts: int64(len(s.Alerts)), LastSeq: s.LastSeq, UpdatedAt: s.UpdatedAt,
+		Listed: s.Listed, OnHand: s.OnHand, Committed: s.spot.units, Available: s.Available(),
+		Capacity: s.Capacity, PresaleCommitted: s.presale.units, PresaleShipped: s.PresaleShipped,
+		CapacityLeft: s.CapacityLeft(), SafetyStock: s.SafetyStock, Sellable: s.Sellable(),
+		OpenOrders: int64(len(s.spot.lines) + len(s.presale.lines)), LateOrders: int64(s.spot.late + s.presale.late),
+		ExposureFen: sv.spot.unservedFen + sv.spot.lateFen + sv.presale.unservedFen + sv.presale.lateFen +
+			s.phantomUnits()*UnshippedCompensationFen(s.PriceFen),
+		OpenAlerts: int64(len(s.Alerts)), LastSeq: s.LastSeq, UpdatedAt: s.UpdatedAt,
+		ViewPace: s.paceView(),
 	}
-	spotLeft, presaleLeft := max(0, s.OnHand), max(0, s.Capacity)
-	for _, o := range s.open {
-		if o.Late {
-			v.LateOrders++
-		}
-		left := &spotLeft
-		if o.SalesForm == ledger.Presale {
-			left = &presaleLeft
-		}
-		switch {
-		case o.Qty <= *left:
-			*left -= o.Qty
-			if o.Late {
-				v.ExposureFen += LateCompensationFen(o.ValueFen())
-			}
-		default:
-			v.ExposureFen += UnshippedCompensationFen(o.ValueFen())
-		}
-	}
-	v.ExposureFen += s.phantomUnits() * UnshippedCompensationFen(s.PriceFen)
-	v.ViewPace = s.paceView()
-	return v
 }

@@ -49,8 +49,11 @@ func (r *fuzzReader) done() bool { return r.pos >= len(r.data) }
 // decodeFuzzOps turns bytes into a deterministic history of valid events for
 // one or two SKUs of one shop. Times mostly move forward from foldT0 − 10
 // days, in steps of 10 minutes up to about a day and a half, and sometimes
-// back (out-of-order arrival). Order ids come from a small pool so that
-// duplicates, cancels and shipments find their sales (or come before them).
+// back (out-of-order arrival). Order ids, documents and receipts come from
+// small pools so that re-sends, partial work, returns and promise changes
+// find their lines (or come before them). Besides redeliveries (an earlier
+// message at its own sequence), histories hold re-sends: an earlier event
+// again at a new sequence, as a feed re-sends past the duplicate window.
 func decodeFuzzOps(t *testing.T, data []byte) []fuzzOp {
 	r := &fuzzReader{data: data}
 	skus := []string{"sku-a"}
@@ -60,10 +63,9 @@ func decodeFuzzOps(t *testing.T, data []byte) []fuzzOp {
 	at := foldT0.Add(-10 * dy)
 	var seq uint64
 	var ops []fuzzOp
-	prices := []int64{100, 1990, 5900, 9900, 100000, 1_000_000}
 	for !r.done() && len(ops) < fuzzOpsMax {
 		kind := r.next()
-		sku := skus[(kind>>4)%len(skus)]
+		sku := skus[(kind>>5)%len(skus)]
 		if step := r.next(); step < 40 {
 			at = at.Add(-time.Duration(step) * 10 * time.Minute)
 		} else {
@@ -71,52 +73,31 @@ func decodeFuzzOps(t *testing.T, data []byte) []fuzzOp {
 		}
 		a, b, c := r.next(), r.next(), r.next()
 		e := ledger.Event{Shop: foldShop, SKU: sku, At: at}
-		switch kind % 14 {
-		case 0, 1:
-			e.Type, e.Title, e.Stock, e.PriceFen = ledger.Listing, fmt.Sprintf("item %d", a), ledger.Int64(int64(b%30)), prices[c%len(prices)]
-			if a%2 == 0 {
-				e.SalesForm, e.ShipWithinHours = ledger.Spot, []int{24, 48, 72}[(a/2)%3]
-				if a%8 < 6 {
-					e.ShipWithinHours = 24 // mostly the same promise: relistings pass
-				}
-			} else {
-				e.SalesForm, e.ShipWithinDays = ledger.Presale, []int{4, 10, 90}[(a/2)%3]
-				if a%8 > 2 {
-					e.ShipWithinDays = 4
-				}
-			}
-		case 2:
-			e.Type = ledger.Delisting
-		case 3:
-			e.Type, e.Stock = ledger.StockSet, ledger.Int64(int64(a%30))
-		case 4:
-			e.Type, e.Qty = ledger.Restock, ledger.Int64(int64(1+a%10))
-		case 5, 6, 7:
-			e.Type, e.OrderID, e.Qty, e.UnitPriceFen = ledger.Sale, fmt.Sprintf("o%d", a%16), ledger.Int64(int64(1+b%8)), prices[c%len(prices)]
-		case 8:
-			e.Type, e.OrderID = ledger.Cancel, fmt.Sprintf("o%d", a%16)
-		case 9:
-			e.Type, e.OrderID = ledger.Shipment, fmt.Sprintf("o%d", a%16)
-		case 10:
-			e.Type, e.Counted = ledger.Recount, ledger.Int64(int64(a%30))
-		case 11:
-			by := at.Add(time.Duration(b%30) * dy)
-			e.Type, e.Supplier, e.Qty, e.DeliverBy = ledger.CapacityConfirmed, []string{"a", "b", "c"}[a%3], ledger.Int64(int64(b%40)), &by
+		switch kind % 20 {
 		case 12:
 			ops = append(ops, fuzzOp{advance: true, sku: sku, now: at.Add(time.Duration(a) * time.Hour)})
 			continue
-		case 13:
-			// A redelivery of an earlier event, at its own sequence.
+		case 13, 19:
+			// A redelivery of an earlier message at its own sequence (13),
+			// or a re-send of an earlier event at a new one (19).
 			var earlier []fuzzOp
 			for _, op := range ops {
 				if !op.advance && op.seq != 0 {
 					earlier = append(earlier, op)
 				}
 			}
-			if len(earlier) > 0 {
-				ops = append(ops, earlier[a%len(earlier)])
+			if len(earlier) == 0 {
+				continue
 			}
+			op := earlier[a%len(earlier)]
+			if kind%20 == 19 {
+				seq++
+				op.seq = seq
+			}
+			ops = append(ops, op)
 			continue
+		default:
+			fuzzEvent(&e, kind%20, a, b, c)
 		}
 		seq++
 		e.ID = foldEventID(seq)
@@ -128,6 +109,64 @@ func decodeFuzzOps(t *testing.T, data []byte) []fuzzOp {
 	return ops
 }
 
+// fuzzEvent fills e as an event of the given kind from three fuzz bytes.
+func fuzzEvent(e *ledger.Event, kind, a, b, c int) {
+	prices := []int64{100, 1990, 5900, 9900, 100000, 1_000_000}
+	order := fmt.Sprintf("o%d", a%16)
+	switch kind {
+	case 0, 1:
+		e.Type, e.Title, e.Stock, e.PriceFen = ledger.Listing, fmt.Sprintf("item %d", a), ledger.Int64(int64(b%30)), prices[c%len(prices)]
+		if a%2 == 0 {
+			e.SalesForm, e.ShipWithinHours = ledger.Spot, []int{24, 48, 72}[(a/2)%3]
+			if a%8 < 6 {
+				e.ShipWithinHours = 24 // mostly the same promise: relistings pass
+			}
+		} else {
+			e.SalesForm, e.ShipWithinDays = ledger.Presale, []int{4, 10, 90}[(a/2)%3]
+			if a%8 > 2 {
+				e.ShipWithinDays = 4
+			}
+		}
+	case 2:
+		e.Type = ledger.Delisting
+	case 3:
+		e.Type, e.Stock = ledger.StockSet, ledger.Int64(int64(a%30))
+	case 4:
+		e.Type, e.Qty = ledger.Restock, ledger.Int64(int64(1+a%10))
+		if b%2 == 0 {
+			e.ReceiptID = fmt.Sprintf("gr-%d", b%8)
+		}
+	case 5, 6, 7:
+		e.Type, e.OrderID, e.Qty, e.UnitPriceFen = ledger.Sale, order, ledger.Int64(int64(1+b%8)), prices[c%len(prices)]
+		if c%4 == 0 {
+			e.ShipBy = ledger.Time(e.At.Add(time.Duration(b%96) * time.Hour))
+		}
+	case 8:
+		e.Type, e.OrderID = ledger.Cancel, order
+	case 9:
+		e.Type, e.OrderID = ledger.Shipment, order
+	case 10:
+		e.Type, e.Counted = ledger.Recount, ledger.Int64(int64(a%30))
+	case 11:
+		e.Type, e.Supplier, e.Qty = ledger.CapacityConfirmed, []string{"a", "b", "c"}[a%3], ledger.Int64(int64(b%40))
+		e.DeliverBy = ledger.Time(e.At.Add(time.Duration(c%30) * dy))
+	case 14:
+		e.Type, e.OrderID, e.Qty, e.RefundID = ledger.Cancel, order, ledger.Int64(int64(1+b%3)), fmt.Sprintf("rf-%d", c%4)
+	case 15:
+		e.Type, e.OrderID, e.Qty, e.Waybill = ledger.Shipment, order, ledger.Int64(int64(1+b%3)), fmt.Sprintf("wb-%d", c%4)
+	case 16:
+		qty := int64(1 + b%2)
+		e.Type, e.OrderID, e.Qty, e.ReturnID = ledger.Return, order, ledger.Int64(qty), fmt.Sprintf("rt-%d", c%3)
+		if c%2 == 0 {
+			e.Restocked = ledger.Int64(min(qty, int64(c%3)))
+		}
+	case 17:
+		e.Type, e.OrderID, e.ShipBy = ledger.PromiseChanged, order, ledger.Time(e.At.Add(time.Duration(b%120)*time.Hour-24*time.Hour))
+	case 18:
+		e.Type, e.Qty = ledger.SafetyStockSet, ledger.Int64(int64(a%6))
+	}
+}
+
 // fuzzFold applies ops to states (creating SKUs as they are named), checks
 // the invariants after each, and returns the alert changes in order and the
 // last stream sequence applied.
@@ -137,8 +176,8 @@ func fuzzFold(t *testing.T, states map[string]*projections.SKU, ops []fuzzOp) ([
 }
 
 // fuzzFoldFrom is fuzzFold over states loaded from store (nil: none), which
-// hold no closed orders: as the projector does, an event naming an order the
-// state does not hold first recalls it from the store.
+// hold no closed lines nor applied restock keys: as the projector does, an
+// event naming what the state does not hold first recalls it from the store.
 func fuzzFoldFrom(t *testing.T, store projections.Store, states map[string]*projections.SKU, ops []fuzzOp) ([]projections.Alert, uint64) {
 	t.Helper()
 	var changes []projections.Alert
@@ -153,19 +192,16 @@ func fuzzFoldFrom(t *testing.T, store projections.Store, states map[string]*proj
 			changes = append(changes, s.Advance(op.now)...)
 		} else {
 			e := op.event
-			if store != nil && s.NeedsOrder(&e) {
-				known, err := store.KnownOrders(context.Background(), []projections.OrderKey{{Shop: e.Shop, SKU: e.SKU, OrderID: e.OrderID}})
-				if err != nil {
-					t.Fatalf("op %d: recall order %s: %v", i, e.OrderID, err)
-				}
-				for _, o := range known {
-					s.Recall(o)
+			if store != nil {
+				if err := projections.RecallFor(context.Background(), store, s, &e); err != nil {
+					t.Fatalf("op %d: recall for %s: %v", i, e.Key(), err)
 				}
 			}
 			c, err := s.Apply(op.seq, &e)
 			switch {
-			case errors.Is(err, projections.ErrRefused) && e.Type == ledger.Listing:
-				// the relisting rule; the state is unchanged
+			case errors.Is(err, projections.ErrRefused) && refusable[e.Type]:
+				// the relisting rule, or units past the line's; the state
+				// is unchanged
 			case err != nil:
 				t.Fatalf("op %d: apply seq %d %s: %v", i, op.seq, e.Type, err)
 			}
@@ -177,6 +213,10 @@ func fuzzFoldFrom(t *testing.T, store projections.Store, states map[string]*proj
 	return changes, last
 }
 
+// refusable are the types the fold may refuse: a listing that breaks the
+// rule, a cancel, shipment or return of more units than the line has.
+var refusable = map[ledger.Type]bool{ledger.Listing: true, ledger.Cancel: true, ledger.Shipment: true, ledger.Return: true}
+
 // checkFoldInvariants checks what must hold of any folded SKU.
 func checkFoldInvariants(t *testing.T, where string, s *projections.SKU) {
 	t.Helper()
@@ -184,35 +224,45 @@ func checkFoldInvariants(t *testing.T, where string, s *projections.SKU) {
 	if v.Available != v.OnHand-v.Committed {
 		t.Fatalf("%s: available %d != on_hand %d − committed %d", where, v.Available, v.OnHand, v.Committed)
 	}
-	if v.CapacityLeft != v.Capacity-v.PresaleCommitted {
-		t.Fatalf("%s: capacity_left %d != capacity %d − presale_committed %d", where, v.CapacityLeft, v.Capacity, v.PresaleCommitted)
+	if v.CapacityLeft != v.Capacity-v.PresaleCommitted-v.PresaleShipped {
+		t.Fatalf("%s: capacity_left %d != capacity %d − presale_committed %d − presale_shipped %d", where, v.CapacityLeft, v.Capacity, v.PresaleCommitted, v.PresaleShipped)
 	}
-	if v.Listed < 0 || v.Committed < 0 || v.PresaleCommitted < 0 || v.ExposureFen < 0 || v.Capacity < 0 {
+	if v.Sellable != max(0, s.RealLimit()-v.SafetyStock) {
+		t.Fatalf("%s: sellable %d, real limit %d, safety stock %d", where, v.Sellable, s.RealLimit(), v.SafetyStock)
+	}
+	if v.Listed < 0 || v.Committed < 0 || v.PresaleCommitted < 0 || v.PresaleShipped < 0 || v.ExposureFen < 0 || v.Capacity < 0 {
 		t.Fatalf("%s: negative figure in %+v", where, v)
 	}
-	var spot, presale, late int64
-	for _, o := range s.OpenOrders() {
-		if o.State != projections.OrderOpen {
-			t.Fatalf("%s: order %s in the open list is %s", where, o.ID, o.State)
-		}
-		if o.SalesForm == ledger.Presale {
-			presale += o.Qty
-		} else {
-			spot += o.Qty
-		}
-		if o.Late {
-			late++
-			if _, ok := s.Alerts["ship_late/"+o.ID]; !ok {
-				t.Fatalf("%s: late order %s has no open ship_late", where, o.ID)
+	var units [2]int64
+	var late, n int64
+	spotLines, presaleLines := s.OpenLines()
+	for form, lines := range [][]*projections.Line{spotLines, presaleLines} {
+		for i, l := range lines {
+			n++
+			if l.State() != projections.LineOpen || l.Open() <= 0 || l.Shipped < 0 || l.Cancelled < 0 || l.Returned > l.Shipped {
+				t.Fatalf("%s: line %+v in the open list", where, l)
+			}
+			if i > 0 && lines[i-1].ShipBy.After(l.ShipBy) && !l.ShipBy.IsZero() {
+				t.Fatalf("%s: open lines out of ship-by order at %d", where, i)
+			}
+			units[form] += l.Open()
+			if l.Late != (!l.ShipBy.IsZero() && !l.ShipBy.After(s.Clock)) {
+				t.Fatalf("%s: line %s late %v with ship_by %s and clock %s", where, l.OrderID, l.Late, l.ShipBy, s.Clock)
+			}
+			if l.Late {
+				late++
+				if a, ok := s.Alerts["ship_late/"+l.OrderID]; !ok || a.UnitsShort != l.Open() {
+					t.Fatalf("%s: late line %s (%d open) has ship_late %+v", where, l.OrderID, l.Open(), a)
+				}
 			}
 		}
 	}
-	if spot != v.Committed || presale != v.PresaleCommitted {
-		t.Fatalf("%s: open orders hold %d spot and %d presale units, view says committed %d, presale_committed %d",
-			where, spot, presale, v.Committed, v.PresaleCommitted)
+	if units[0] != v.Committed || units[1] != v.PresaleCommitted {
+		t.Fatalf("%s: open lines hold %d spot and %d presale units, view says committed %d, presale_committed %d",
+			where, units[0], units[1], v.Committed, v.PresaleCommitted)
 	}
-	if v.OpenOrders != int64(len(s.OpenOrders())) || v.LateOrders != late {
-		t.Fatalf("%s: open_orders %d late_orders %d, want %d and %d", where, v.OpenOrders, v.LateOrders, len(s.OpenOrders()), late)
+	if v.OpenOrders != n || v.LateOrders != late {
+		t.Fatalf("%s: open_orders %d late_orders %d, want %d and %d", where, v.OpenOrders, v.LateOrders, n, late)
 	}
 	if v.OpenAlerts != int64(len(s.Alerts)) {
 		t.Fatalf("%s: open_alerts %d, %d alerts held", where, v.OpenAlerts, len(s.Alerts))
@@ -247,10 +297,10 @@ func checkFoldInvariants(t *testing.T, where string, s *projections.SKU) {
 		}
 	}
 	checkCond(projections.Oversold, v.Committed-v.OnHand)
-	checkCond(projections.CapacityExceeded, v.PresaleCommitted-v.Capacity)
+	checkCond(projections.CapacityExceeded, -v.CapacityLeft)
 	phantom := int64(0)
 	if v.Status == projections.StatusListed {
-		phantom = v.Listed - max(0, s.RealLimit())
+		phantom = v.Listed - v.Sellable
 	}
 	checkCond(projections.PhantomStock, phantom)
 }
@@ -274,19 +324,19 @@ func fuzzOpenAlerts(s *projections.SKU) []fuzzAlertKey {
 	return out
 }
 
-type fuzzOrderKey struct {
-	ID    string
-	Qty   int64
-	Late  bool
-	Due   time.Time
-	Seq   uint64
-	State projections.OrderState
+type fuzzLineKey struct {
+	ID                                string
+	Qty, Shipped, Cancelled, Returned int64
+	Late                              bool
+	ShipBy                            time.Time
+	Seq                               uint64
 }
 
-func fuzzOpenOrders(s *projections.SKU) []fuzzOrderKey {
-	var out []fuzzOrderKey
-	for _, o := range s.OpenOrders() {
-		out = append(out, fuzzOrderKey{o.ID, o.Qty, o.Late, o.Due, o.Seq, o.State})
+func fuzzOpenLines(s *projections.SKU) []fuzzLineKey {
+	var out []fuzzLineKey
+	spot, presale := s.OpenLines()
+	for _, l := range append(slices.Clone(spot), presale...) {
+		out = append(out, fuzzLineKey{l.OrderID, l.Qty, l.Shipped, l.Cancelled, l.Returned, l.Late, l.ShipBy, l.Seq})
 	}
 	return out
 }
@@ -339,7 +389,7 @@ func FuzzFoldInParts(f *testing.F) {
 		restChanges, _ := fuzzFoldFrom(t, store, reloaded, ops[k:])
 		partChanges = append(partChanges, restChanges...)
 
-		// Time passes to the far future on both; late orders must match too.
+		// Time passes to the far future on both; late lines must match too.
 		for name := range whole {
 			wholeChanges = append(wholeChanges, whole[name].Advance(foldT0.Add(365*dy))...)
 			if s, ok := reloaded[name]; ok {
@@ -358,8 +408,8 @@ func FuzzFoldInParts(f *testing.F) {
 			if got, want := fuzzOpenAlerts(p), fuzzOpenAlerts(w); !slices.Equal(got, want) {
 				t.Errorf("%s open alerts, split at %d:\n in parts %+v\n at once  %+v", name, k, got, want)
 			}
-			if got, want := fuzzOpenOrders(p), fuzzOpenOrders(w); !slices.Equal(got, want) {
-				t.Errorf("%s open orders, split at %d:\n in parts %+v\n at once  %+v", name, k, got, want)
+			if got, want := fuzzOpenLines(p), fuzzOpenLines(w); !slices.Equal(got, want) {
+				t.Errorf("%s open lines, split at %d:\n in parts %+v\n at once  %+v", name, k, got, want)
 			}
 		}
 		// The alert changes (what the projector publishes) are the same too,

@@ -204,8 +204,8 @@ func checkSKU(t *testing.T, s *projections.SKU, want foldFigures, wantAlerts []a
 	if v.Available != v.OnHand-v.Committed {
 		t.Errorf("available = %d, want on_hand − committed = %d", v.Available, v.OnHand-v.Committed)
 	}
-	if v.CapacityLeft != v.Capacity-v.PresaleCommitted {
-		t.Errorf("capacity_left = %d, want capacity − presale_committed = %d", v.CapacityLeft, v.Capacity-v.PresaleCommitted)
+	if v.CapacityLeft != v.Capacity-v.PresaleCommitted-v.PresaleShipped {
+		t.Errorf("capacity_left = %d, want capacity − presale_committed − presale_shipped = %d", v.CapacityLeft, v.Capacity-v.PresaleCommitted-v.PresaleShipped)
 	}
 	wantAlerts = slices.Clone(wantAlerts)
 	sortAlertFigures(wantAlerts)
@@ -655,7 +655,7 @@ func TestFoldRefusesListingChange(t *testing.T) {
 			r := newFoldRun(t)
 			r.applyAll(tt.first, evSale(-9*hr-30*time.Minute, "o1", 1, 25800))
 			s := r.sku(foldSKU)
-			before, beforeAlerts, beforeOrders := s.View(), openAlertFigures(s), len(s.Orders)
+			before, beforeAlerts, beforeOrders := s.View(), openAlertFigures(s), len(s.Lines)
 
 			changes, err := r.try(tt.change)
 			if !errors.Is(err, projections.ErrRefused) {
@@ -670,7 +670,7 @@ func TestFoldRefusesListingChange(t *testing.T) {
 			if got := openAlertFigures(s); !slices.Equal(got, beforeAlerts) {
 				t.Errorf("refused listing changed alerts: got %v, want %v", got, beforeAlerts)
 			}
-			if len(s.Orders) != beforeOrders {
+			if len(s.Lines) != beforeOrders {
 				t.Errorf("refused listing changed orders")
 			}
 
@@ -686,14 +686,14 @@ func TestFoldRefusesListingChange(t *testing.T) {
 					v.Status, v.SalesForm, v.ShipWithinHours, v.ShipWithinDays, change.SalesForm, change.ShipWithinHours, change.ShipWithinDays)
 			}
 			r.apply(evSale(-6*hr, "o2", 1, 25800))
-			o2, o1 := s.Orders["o2"], s.Orders["o1"]
+			o2, o1 := s.Lines["o2"], s.Lines["o1"]
 			wantDue, _ := ledger.ShipDue(foldT0.Add(-6*hr), change.SalesForm, change.ShipWithinHours, change.ShipWithinDays)
-			if o2 == nil || o2.SalesForm != change.SalesForm || !o2.Due.Equal(wantDue) {
+			if o2 == nil || o2.SalesForm != change.SalesForm || !o2.ShipBy.Equal(wantDue) {
 				t.Errorf("sale after relisting: order %+v, want form %s due %s", o2, change.SalesForm, wantDue)
 			}
 			// The earlier order keeps the form and promise it was sold under.
 			firstDue, _ := ledger.ShipDue(foldT0.Add(-9*hr-30*time.Minute), tt.first.SalesForm, tt.first.ShipWithinHours, tt.first.ShipWithinDays)
-			if o1 == nil || o1.SalesForm != tt.first.SalesForm || !o1.Due.Equal(firstDue) {
+			if o1 == nil || o1.SalesForm != tt.first.SalesForm || !o1.ShipBy.Equal(firstDue) {
 				t.Errorf("earlier order after relisting: %+v, want form %s due %s", o1, tt.first.SalesForm, firstDue)
 			}
 		})
@@ -761,11 +761,11 @@ func TestFoldSaleOfNeverListedSKU(t *testing.T) {
 	if s.Status != projections.StatusUnlisted {
 		t.Errorf("status = %s, want unlisted", s.Status)
 	}
-	open := s.OpenOrders()
+	open, _ := s.OpenLines()
 	if len(open) != 1 {
 		t.Fatalf("open orders = %d, want 1", len(open))
 	}
-	if o := open[0]; o.SalesForm != ledger.Spot || !o.Due.IsZero() || o.Qty != 2 || o.UnitPriceFen != foldPrice {
+	if o := open[0]; o.SalesForm != ledger.Spot || !o.ShipBy.IsZero() || o.Qty != 2 || o.UnitPriceFen != foldPrice {
 		t.Errorf("order = %+v, want spot, qty 2 at %d, no due time", o, foldPrice)
 	}
 	if changes := s.Advance(foldT0.Add(1000 * dy)); len(changes) != 0 {

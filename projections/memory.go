@@ -3,7 +3,6 @@ package projections
 import (
 	"cmp"
 	"context"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -32,10 +31,11 @@ type MemoryStore struct {
 }
 
 type memSKU struct {
-	state  SKU // scalars and suppliers only
-	view   View
-	orders map[string]Order
-	open   map[string]struct{} // ids of the SKU's open alerts
+	state SKU // scalars and suppliers only
+	view  View
+	lines map[string]Line
+	keys  map[string]struct{} // natural keys applied (restocks)
+	open  map[string]struct{} // ids of the SKU's open alerts
 }
 
 // NewMemoryStore returns an empty in-memory store.
@@ -62,12 +62,11 @@ func (m *MemoryStore) LoadSKU(_ context.Context, shop, sku string) (*SKU, error)
 	if !ok {
 		return nil, nil
 	}
-	s := rec.state
-	s.Suppliers = maps.Clone(rec.state.Suppliers)
-	s.Orders = make(map[string]*Order)
-	for id, o := range rec.orders {
-		if o.State == OrderOpen || o.Early {
-			s.Orders[id] = &o
+	s := rec.state.clone()
+	s.Lines = make(map[string]*Line)
+	for id, l := range rec.lines {
+		if l.State() != LineClosed {
+			s.Lines[id] = l.clone()
 		}
 	}
 	s.Alerts = make(map[string]*Alert, len(rec.open))
@@ -75,20 +74,34 @@ func (m *MemoryStore) LoadSKU(_ context.Context, shop, sku string) (*SKU, error)
 		a := m.alerts[id]
 		s.Alerts[alertKey(a.Kind, a.OrderID)] = &a
 	}
-	s.open, s.retired = nil, nil
 	s.Restore()
-	return &s, nil
+	return s, nil
 }
 
-// KnownOrders implements Writer.
-func (m *MemoryStore) KnownOrders(_ context.Context, keys []OrderKey) (map[OrderKey]Order, error) {
+// KnownLines implements Writer.
+func (m *MemoryStore) KnownLines(_ context.Context, keys []LineKey) (map[LineKey]Line, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	out := make(map[OrderKey]Order)
+	out := make(map[LineKey]Line)
 	for _, k := range keys {
 		if rec, ok := m.skus[SKUKey{k.Shop, k.SKU}]; ok {
-			if o, ok := rec.orders[k.OrderID]; ok {
-				out[k] = o
+			if l, ok := rec.lines[k.OrderID]; ok {
+				out[k] = *l.clone()
+			}
+		}
+	}
+	return out, nil
+}
+
+// KnownKeys implements Writer.
+func (m *MemoryStore) KnownKeys(_ context.Context, keys []KeyRef) (map[KeyRef]bool, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[KeyRef]bool)
+	for _, k := range keys {
+		if rec, ok := m.skus[SKUKey{k.Shop, k.SKU}]; ok {
+			if _, ok := rec.keys[k.Key]; ok {
+				out[k] = true
 			}
 		}
 	}
@@ -98,10 +111,11 @@ func (m *MemoryStore) KnownOrders(_ context.Context, keys []OrderKey) (map[Order
 // memWrite is one SKU of a prepared batch: copies, so that the caller may
 // change the SKU while the write waits.
 type memWrite struct {
-	key    SKUKey
-	state  SKU
-	view   View
-	orders []Order
+	key   SKUKey
+	state *SKU
+	view  View
+	lines []Line
+	keys  []string
 }
 
 // Stage implements Writer.
@@ -110,18 +124,16 @@ func (m *MemoryStore) Stage(b *Batch) (CommitFunc, error) {
 	for i, s := range b.SKUs {
 		w := &writes[i]
 		w.key = SKUKey{s.Shop, s.SKU}
-		w.state = *s
-		w.state.Suppliers = maps.Clone(s.Suppliers)
-		w.state.Orders, w.state.Alerts, w.state.open, w.state.retired = nil, nil, nil, nil
-		w.state.dirty, w.state.fresh = nil, nil
+		w.state = s.clone()
 		if b.Views != nil {
 			w.view = b.Views[i]
 		} else {
 			w.view = s.View()
 		}
-		for _, o := range s.DirtyOrders() {
-			w.orders = append(w.orders, *o)
+		for _, l := range s.DirtyLines() {
+			w.lines = append(w.lines, *l.clone())
 		}
+		w.keys = slices.Clone(s.FreshKeys())
 	}
 	alerts := slices.Clone(b.Alerts)
 	projector, prev, last := b.Projector, b.PrevSeq, b.LastSeq
@@ -137,12 +149,15 @@ func (m *MemoryStore) Stage(b *Batch) (CommitFunc, error) {
 		for _, w := range writes {
 			rec, ok := m.skus[w.key]
 			if !ok {
-				rec = &memSKU{orders: make(map[string]Order), open: make(map[string]struct{})}
+				rec = &memSKU{lines: make(map[string]Line), keys: make(map[string]struct{}), open: make(map[string]struct{})}
 				m.skus[w.key] = rec
 			}
-			rec.state, rec.view = w.state, w.view
-			for _, o := range w.orders {
-				rec.orders[o.ID] = o
+			rec.state, rec.view = *w.state, w.view
+			for _, l := range w.lines {
+				rec.lines[l.OrderID] = l
+			}
+			for _, k := range w.keys {
+				rec.keys[k] = struct{}{}
 			}
 		}
 		for _, a := range alerts {

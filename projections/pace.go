@@ -19,7 +19,7 @@ const (
 	DefaultSelloutSoon = 15 * time.Minute
 )
 
-// SelloutSoon raises a warning when, at the current pace, the real limit runs
+// SelloutSoon raises a warning when, at the current pace, sellable runs
 // out within the fold's configured threshold.
 const SelloutSoon AlertKind = "sellout_soon"
 
@@ -96,7 +96,7 @@ type ViewPace struct {
 	// PacePerHour is the units sold per hour at the rate of the last
 	// PaceWindowMinutes minutes of event time (up to the latest event).
 	PacePerHour int64 `json:"pace_per_hour"`
-	// SelloutETA is when the real limit (available for spot, capacity_left
+	// SelloutETA is when sellable (available for spot, capacity_left
 	// for presale) runs out at that pace: null when the SKU is not listed,
 	// does not sell, or has nothing left.
 	SelloutETA *time.Time `json:"sellout_eta"`
@@ -108,38 +108,43 @@ type ViewPace struct {
 	SalesByMinute []MinuteSales `json:"sales_by_minute"`
 }
 
-// paceView derives the pace part of the view from the event times.
+// paceView derives the pace part of the SKU's view from the event times.
 func (s *SKU) paceView() ViewPace {
-	v := ViewPace{LiveID: s.LiveID, SalesByMinute: []MinuteSales{}}
-	units := s.Pace.units(s.Pace.Latest, PaceWindowMinutes)
+	return s.Pace.view(s.LiveID, s.Status == StatusListed, s.Sellable())
+}
+
+// view derives the pace part of a view: listed and sellable are the SKU's
+// (a store that keeps the view's figures passes them back).
+func (p *Pace) view(liveID string, listed bool, sellable int64) ViewPace {
+	v := ViewPace{LiveID: liveID, SalesByMinute: []MinuteSales{}}
+	units := p.units(p.Latest, PaceWindowMinutes)
 	v.PacePerHour = units * 60 / PaceWindowMinutes
-	if eta, ok := s.selloutETA(units); ok {
+	if eta, ok := p.selloutETA(units, listed, sellable); ok {
 		v.SelloutETA = &eta
 	}
-	now := unixMinute(s.Pace.Latest)
+	now := unixMinute(p.Latest)
 	for m := now - PaceHistoryMinutes + 1; m <= now; m++ {
-		if b := s.Pace.Buckets[((m%PaceHistoryMinutes)+PaceHistoryMinutes)%PaceHistoryMinutes]; b.Minute == m && b.Units > 0 {
+		if b := p.Buckets[((m%PaceHistoryMinutes)+PaceHistoryMinutes)%PaceHistoryMinutes]; b.Minute == m && b.Units > 0 {
 			v.SalesByMinute = append(v.SalesByMinute, MinuteSales{Minute: time.Unix(m*60, 0).UTC(), Units: b.Units})
 		}
 	}
 	return v
 }
 
-// selloutETA is when the real limit runs out at the pace of units sold in the
-// window; ok is false when the SKU is not listed, sold nothing in the window
-// or has nothing left. Whole seconds.
-func (s *SKU) selloutETA(units int64) (time.Time, bool) {
-	left := s.RealLimit()
-	if s.Status != StatusListed || units <= 0 || left <= 0 {
+// selloutETA is when sellable (the real limit less the safety stock) runs
+// out at the pace of units sold in the window; ok is false when the SKU is
+// not listed, sold nothing in the window or has nothing left. Whole seconds.
+func (p *Pace) selloutETA(units int64, listed bool, sellable int64) (time.Time, bool) {
+	if !listed || units <= 0 || sellable <= 0 {
 		return time.Time{}, false
 	}
-	// left / (units per window) windows; in seconds. left and units are at
-	// most a few billion, so the product stays well inside int64.
-	secs := left * PaceWindowMinutes * 60 / units
-	return s.Pace.Latest.Add(time.Duration(secs) * time.Second).UTC().Truncate(time.Second), true
+	// sellable / (units per window) windows; in seconds. Both are at most a
+	// few billion, so the product stays well inside int64.
+	secs := sellable * PaceWindowMinutes * 60 / units
+	return p.Latest.Add(time.Duration(secs) * time.Second).UTC().Truncate(time.Second), true
 }
 
-// evaluatePace raises sellout_soon when the real limit runs out within the
+// evaluatePace raises sellout_soon when sellable runs out within the
 // configured threshold at the current pace, and resolves it otherwise.
 func (s *SKU) evaluatePace(seq uint64, at time.Time, changes []Alert) []Alert {
 	key := alertKey(SelloutSoon, "")
@@ -147,7 +152,7 @@ func (s *SKU) evaluatePace(seq uint64, at time.Time, changes []Alert) []Alert {
 		return s.resolve(changes, key, seq, at)
 	}
 	units := s.Pace.units(s.Pace.Latest, PaceWindowMinutes)
-	eta, ok := s.selloutETA(units)
+	eta, ok := s.Pace.selloutETA(units, s.Status == StatusListed, s.Sellable())
 	if !ok || eta.Sub(s.Pace.Latest) >= s.Config.SelloutSoon {
 		return s.resolve(changes, key, seq, at)
 	}

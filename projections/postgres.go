@@ -11,7 +11,6 @@ import (
 	"net"
 	"path"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -230,22 +229,11 @@ func (p *PostgresStore) Checkpoint(ctx context.Context, projector string) (uint6
 const (
 	sqlSKUState = `SELECT state FROM skus WHERE shop = $1 AND sku = $2`
 
-	sqlOrderColumns   = `order_id, qty, unit_price_fen, sales_form, sold_at, due, seq, state, late, closed_at, early`
-	sqlOrderColumnsOf = `o.order_id, o.qty, o.unit_price_fen, o.sales_form, o.sold_at, o.due, o.seq, o.state, o.late, o.closed_at, o.early`
-	// sqlSKUOrders reads the orders the fold keeps in memory (SKU.Orders):
-	// open and early ones. Closed ones are read on demand (KnownOrders).
-	sqlSKUOrders = `SELECT ` + sqlOrderColumns + ` FROM orders
-		WHERE shop = $1 AND sku = $2 AND (state = 'open' OR early)`
-	// sqlKnownOrders reads the orders named by three parallel arrays.
-	sqlKnownOrders = `SELECT o.shop, o.sku, ` + sqlOrderColumnsOf + ` FROM orders o
-		JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(shop, sku, order_id)
-		ON o.shop = k.shop AND o.sku = k.sku AND o.order_id = k.order_id`
-
 	sqlAlertColumns = `id, kind, shop, sku, order_id, state, raised_at, resolved_at, message, units_short, exposure_fen, seq, updated_seq, rev`
 	sqlSKUAlerts    = `SELECT ` + sqlAlertColumns + ` FROM alerts WHERE shop = $1 AND sku = $2 AND state = 'open'`
 )
 
-// LoadSKU implements Writer. It reads the SKU, its orders and its open alerts
+// LoadSKU implements Writer. It reads the SKU, its held lines and its open alerts
 // in one repeatable-read transaction, so that they come from one commit.
 func (p *PostgresStore) LoadSKU(ctx context.Context, shop, sku string) (*SKU, error) {
 	var s *SKU
@@ -265,14 +253,14 @@ func (p *PostgresStore) LoadSKU(ctx context.Context, shop, sku string) (*SKU, er
 			}
 			return nil
 		})
-		b.Queue(sqlSKUOrders, shop, sku).Query(func(rows pgx.Rows) error {
-			orders, err := pgx.CollectRows(rows, scanOrder)
+		b.Queue(sqlHeldLines, shop, sku).Query(func(rows pgx.Rows) error {
+			lines, err := pgx.CollectRows(rows, scanLine)
 			if err != nil || s == nil {
 				return err
 			}
-			s.Orders = make(map[string]*Order, len(orders))
-			for _, o := range orders {
-				s.Orders[o.ID] = o
+			s.Lines = make(map[string]*Line, len(lines))
+			for _, l := range lines {
+				s.Lines[l.OrderID] = l
 			}
 			return nil
 		})
@@ -299,43 +287,6 @@ func (p *PostgresStore) LoadSKU(ctx context.Context, shop, sku string) (*SKU, er
 	return s, nil
 }
 
-// knownOrdersMax bounds the keys of one KnownOrders query; more are read in
-// several.
-const knownOrdersMax = 10_000
-
-// KnownOrders implements Writer.
-func (p *PostgresStore) KnownOrders(ctx context.Context, keys []OrderKey) (map[OrderKey]Order, error) {
-	out := make(map[OrderKey]Order)
-	for part := range slices.Chunk(keys, knownOrdersMax) {
-		shops, skus, ids := make([]string, len(part)), make([]string, len(part)), make([]string, len(part))
-		for i, k := range part {
-			shops[i], skus[i], ids[i] = k.Shop, k.SKU, k.OrderID
-		}
-		rows, err := p.pool.Query(ctx, sqlKnownOrders, shops, skus, ids)
-		if err != nil {
-			return nil, fmt.Errorf("read %d orders: %w", len(part), err)
-		}
-		for rows.Next() {
-			var (
-				k                     OrderKey
-				o                     Order
-				soldAt, due, closedAt *time.Time
-			)
-			if err := rows.Scan(&k.Shop, &k.SKU, &o.ID, &o.Qty, &o.UnitPriceFen, &o.SalesForm, &soldAt, &due, &o.Seq, &o.State, &o.Late, &closedAt, &o.Early); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("read %d orders: %w", len(part), err)
-			}
-			o.SoldAt, o.Due, o.ClosedAt = utcOrZero(soldAt), utcOrZero(due), utcOrZero(closedAt)
-			k.OrderID = o.ID
-			out[k] = o
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("read %d orders: %w", len(part), err)
-		}
-	}
-	return out, nil
-}
-
 const (
 	// sqlCheckpointMove moves an existing checkpoint from $3 to $2.
 	sqlCheckpointMove = `UPDATE checkpoints SET seq = $2 WHERE projector = $1 AND seq = $3`
@@ -344,19 +295,20 @@ const (
 	sqlCheckpointStart = `INSERT INTO checkpoints (projector, seq) VALUES ($1, $2)
 		ON CONFLICT (projector) DO UPDATE SET seq = EXCLUDED.seq WHERE checkpoints.seq = 0`
 
-	// sqlUpsertSKUs and sqlUpsertOrders write every changed SKU and every
-	// dirty order of a batch in one statement each: the rows travel as one
+	// sqlUpsertSKUs and sqlUpsertLines write every changed SKU and every
+	// dirty line of a batch in one statement each: the rows travel as one
 	// array per column (binary, no per-row parse or bind) and are unnested
-	// server-side. A batch names each SKU and each order at most once, as
+	// server-side. A batch names each SKU and each line at most once, as
 	// ON CONFLICT DO UPDATE requires.
 	sqlUpsertSKUs = `INSERT INTO skus (shop, sku, state, next_due, title, status, sales_form,
 		ship_within_hours, ship_within_days, price_fen, listed, on_hand, committed, available,
 		capacity, presale_committed, capacity_left, open_orders, late_orders, exposure_fen,
-		open_alerts, last_seq, updated_at)
+		open_alerts, last_seq, updated_at, presale_shipped, safety_stock, sellable)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::timestamptz[], $5::text[], $6::text[],
 		$7::text[], $8::integer[], $9::integer[], $10::bigint[], $11::bigint[], $12::bigint[],
 		$13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[],
-		$19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::timestamptz[])
+		$19::bigint[], $20::bigint[], $21::bigint[], $22::bigint[], $23::timestamptz[],
+		$24::bigint[], $25::bigint[], $26::bigint[])
 		ON CONFLICT (shop, sku) DO UPDATE SET state = EXCLUDED.state, next_due = EXCLUDED.next_due,
 		title = EXCLUDED.title, status = EXCLUDED.status, sales_form = EXCLUDED.sales_form,
 		ship_within_hours = EXCLUDED.ship_within_hours, ship_within_days = EXCLUDED.ship_within_days,
@@ -365,21 +317,13 @@ const (
 		presale_committed = EXCLUDED.presale_committed, capacity_left = EXCLUDED.capacity_left,
 		open_orders = EXCLUDED.open_orders, late_orders = EXCLUDED.late_orders,
 		exposure_fen = EXCLUDED.exposure_fen, open_alerts = EXCLUDED.open_alerts,
-		last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at`
-
-	sqlUpsertOrders = `INSERT INTO orders (shop, sku, order_id, qty, unit_price_fen, sales_form,
-		sold_at, due, seq, state, late, closed_at, early)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-		$6::text[], $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[], $11::boolean[],
-		$12::timestamptz[], $13::boolean[])
-		ON CONFLICT (shop, sku, order_id) DO UPDATE SET qty = EXCLUDED.qty,
-		unit_price_fen = EXCLUDED.unit_price_fen, sales_form = EXCLUDED.sales_form,
-		sold_at = EXCLUDED.sold_at, due = EXCLUDED.due, seq = EXCLUDED.seq, state = EXCLUDED.state,
-		late = EXCLUDED.late, closed_at = EXCLUDED.closed_at, early = EXCLUDED.early`
+		last_seq = EXCLUDED.last_seq, updated_at = EXCLUDED.updated_at,
+		presale_shipped = EXCLUDED.presale_shipped, safety_stock = EXCLUDED.safety_stock,
+		sellable = EXCLUDED.sellable`
 
 	// sqlUpsertAlerts writes the latest change of each alert of a batch, and
 	// sqlInsertOutbox appends every change, in order, to the outbox: one
-	// statement each, as for SKUs and orders.
+	// statement each, as for SKUs and lines.
 	sqlUpsertAlerts = `INSERT INTO alerts (` + sqlAlertColumns + `)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
 		$7::timestamptz[], $8::timestamptz[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
@@ -398,128 +342,157 @@ const (
 
 // Stage implements Writer. It encodes the batch column by column; the
 // write is one transaction and one pipelined round trip (pgx.Batch) besides
-// BEGIN and COMMIT, of at most six statements whatever the batch's size.
-// The checkpoint row is written first, so two projectors committing on the
-// same checkpoint queue behind its row lock and the second finds it moved.
+// BEGIN and COMMIT, of at most seven statements whatever the batch's size,
+// and a COPY of the lines new to the store. The checkpoint row is written
+// first, so two projectors committing on the same checkpoint queue behind
+// its row lock and the second finds it moved.
 //
 // Unlike MemoryStore the outbox has no size bound: it lives on disk, and
 // PendingAlerts reads it in pages.
 func (p *PostgresStore) Stage(b *Batch) (CommitFunc, error) {
-	var (
-		sk   skuColumns
-		oc   orderColumns // orders the store may hold: upserted
-		nc   [][]any      // orders new to the store: copied in
-		al   alertColumns
-		docs = make([]string, 0, len(b.Alerts))
-	)
+	w := &pgWrite{projector: b.Projector, prev: b.PrevSeq, last: b.LastSeq}
 	for i, s := range b.SKUs {
-		state, err := json.Marshal(s)
-		if err != nil {
-			return nil, fmt.Errorf("commit batch to seq %d: encode sku %s/%s: %w", b.LastSeq, s.Shop, s.SKU, err)
-		}
 		var v View
 		if b.Views != nil {
 			v = b.Views[i]
 		} else {
 			v = s.View()
 		}
-		sk.add(s, &v, state)
-		for _, o := range s.DirtyOrders() {
-			if s.Fresh(o.ID) {
-				nc = append(nc, []any{s.Shop, s.SKU, o.ID, o.Qty, o.UnitPriceFen, string(o.SalesForm), nullTime(o.SoldAt),
-					nullTime(o.Due), o.Seq, string(o.State), o.Late, nullTime(o.ClosedAt), o.Early})
-			} else {
-				oc.add(s.Shop, s.SKU, o)
-			}
+		if err := w.addSKU(s, &v); err != nil {
+			return nil, fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
 		}
 	}
-	// The alerts table keeps each alert's latest change; the outbox every one.
-	last := make(map[string]int, len(b.Alerts))
-	for i, a := range b.Alerts {
+	if err := w.addAlerts(b.Alerts); err != nil {
+		return nil, fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
+	}
+	return func(ctx context.Context) error { return p.runBatch(ctx, w) }, nil
+}
+
+// pgWrite is a staged batch: its rows column by column.
+type pgWrite struct {
+	projector  string
+	prev, last uint64
+	sk         skuColumns
+	lines      lineColumns // lines the store may hold: upserted
+	newLines   [][]any     // lines new to the store: copied in
+	keys       keyColumns
+	al         alertColumns
+	docs       []string // every alert change, in order, for the outbox
+}
+
+func (w *pgWrite) addSKU(s *SKU, v *View) error {
+	state, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode sku %s/%s: %w", s.Shop, s.SKU, err)
+	}
+	w.sk.add(s, v, state)
+	for _, l := range s.DirtyLines() {
+		book, err := json.Marshal(l.book())
+		if err != nil {
+			return fmt.Errorf("encode line %s/%s/%s: %w", s.Shop, s.SKU, l.OrderID, err)
+		}
+		if s.Fresh(l.OrderID) {
+			w.newLines = append(w.newLines, lineRow(s.Shop, s.SKU, l, book))
+		} else {
+			w.lines.add(s.Shop, s.SKU, l, book)
+		}
+	}
+	for _, k := range s.FreshKeys() {
+		w.keys.add(s.Shop, s.SKU, k)
+	}
+	return nil
+}
+
+// addAlerts keeps each alert's latest change for the alerts table, and every
+// change for the outbox.
+func (w *pgWrite) addAlerts(alerts []Alert) error {
+	last := make(map[string]int, len(alerts))
+	for i, a := range alerts {
 		last[a.ID] = i
 	}
-	for i := range b.Alerts {
-		a := &b.Alerts[i]
+	for i := range alerts {
+		a := &alerts[i]
 		if last[a.ID] == i {
-			al.add(a)
+			w.al.add(a)
 		}
 		doc, err := json.Marshal(a)
 		if err != nil {
-			return nil, fmt.Errorf("commit batch to seq %d: encode alert %s: %w", b.LastSeq, a.ID, err)
+			return fmt.Errorf("encode alert %s: %w", a.ID, err)
 		}
-		docs = append(docs, string(doc))
+		w.docs = append(w.docs, string(doc))
 	}
-	projector, prev, lastSeq := b.Projector, b.PrevSeq, b.LastSeq
-	return func(ctx context.Context) error {
-		batch := &pgx.Batch{}
-		if prev == 0 {
-			batch.Queue(sqlCheckpointStart, projector, lastSeq)
-		} else {
-			batch.Queue(sqlCheckpointMove, projector, lastSeq, prev)
-		}
-		if len(sk.shop) > 0 {
-			batch.Queue(sqlUpsertSKUs, sk.args()...)
-		}
-		if len(oc.id) > 0 {
-			batch.Queue(sqlUpsertOrders, oc.args()...)
-		}
-		if len(docs) > 0 {
-			batch.Queue(sqlUpsertAlerts, al.args()...)
-			// Outbox ids must become visible in id order: the publisher
-			// deletes "every id up to the last one it read", so a lower id
-			// committed after a higher one would be deleted unpublished.
-			// Projectors of different partitions commit concurrently; this
-			// lock, held to the end of the transaction, orders their outbox
-			// writes.
-			batch.Queue(`SELECT pg_advisory_xact_lock($1)`, outboxLockKey)
-			batch.Queue(sqlInsertOutbox, docs, lastSeq)
-		}
-		return p.runBatch(ctx, batch, nc, projector, prev, lastSeq)
-	}, nil
+	return nil
+}
+
+// statements queues the write's statements, the checkpoint's first.
+func (w *pgWrite) statements() *pgx.Batch {
+	batch := &pgx.Batch{}
+	if w.prev == 0 {
+		batch.Queue(sqlCheckpointStart, w.projector, w.last)
+	} else {
+		batch.Queue(sqlCheckpointMove, w.projector, w.last, w.prev)
+	}
+	if len(w.sk.shop) > 0 {
+		batch.Queue(sqlUpsertSKUs, w.sk.args()...)
+	}
+	if len(w.lines.id) > 0 {
+		batch.Queue(sqlUpsertLines, w.lines.args()...)
+	}
+	if len(w.keys.key) > 0 {
+		batch.Queue(sqlInsertKeys, w.keys.args()...)
+	}
+	if len(w.docs) > 0 {
+		batch.Queue(sqlUpsertAlerts, w.al.args()...)
+		// Outbox ids must become visible in id order: the publisher
+		// deletes "every id up to the last one it read", so a lower id
+		// committed after a higher one would be deleted unpublished.
+		// Projectors of different partitions commit concurrently; this
+		// lock, held to the end of the transaction, orders their outbox
+		// writes.
+		batch.Queue(`SELECT pg_advisory_xact_lock($1)`, outboxLockKey)
+		batch.Queue(sqlInsertOutbox, w.docs, w.last)
+	}
+	return batch
 }
 
 // pgUniqueViolation is the SQLSTATE of a duplicate key.
 const pgUniqueViolation = "23505"
 
-// orderCopyColumns are the columns of a row of newOrders, in order.
-var orderCopyColumns = []string{"shop", "sku", "order_id", "qty", "unit_price_fen", "sales_form", "sold_at", "due",
-	"seq", "state", "late", "closed_at", "early"}
-
-// runBatch runs a prepared batch in one transaction; its first statement
-// moves the checkpoint and must change one row. newOrders, orders no store
-// was given before, are copied in (COPY): about half the cost of an upsert
-// per row. One already there means the store holds writes this projector did
-// not make: the transaction fails with ErrCheckpointMoved.
-func (p *PostgresStore) runBatch(ctx context.Context, batch *pgx.Batch, newOrders [][]any, projector string, prev, lastSeq uint64) error {
+// runBatch runs a staged write in one transaction; its first statement
+// moves the checkpoint and must change one row. Lines no store was given
+// before are copied in (COPY): about half the cost of an upsert per row.
+// One already there means the store holds writes this projector did not
+// make: the transaction fails with ErrCheckpointMoved.
+func (p *PostgresStore) runBatch(ctx context.Context, w *pgWrite) error {
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("commit batch to seq %d: begin: %w", lastSeq, err)
+		return fmt.Errorf("commit batch to seq %d: begin: %w", w.last, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit; on failure the transaction is void anyway
-	br := tx.SendBatch(ctx, batch)
+	br := tx.SendBatch(ctx, w.statements())
 	tag, err := br.Exec()
 	if err != nil {
 		_ = br.Close()
-		return fmt.Errorf("commit batch to seq %d: write checkpoint: %w", lastSeq, err)
+		return fmt.Errorf("commit batch to seq %d: write checkpoint: %w", w.last, err)
 	}
 	if tag.RowsAffected() != 1 {
 		_ = br.Close()
-		return fmt.Errorf("commit batch to seq %d: checkpoint of %q is not %d: %w", lastSeq, projector, prev, ErrCheckpointMoved)
+		return fmt.Errorf("commit batch to seq %d: checkpoint of %q is not %d: %w", w.last, w.projector, w.prev, ErrCheckpointMoved)
 	}
 	if err := br.Close(); err != nil {
-		return fmt.Errorf("commit batch to seq %d: %w", lastSeq, err)
+		return fmt.Errorf("commit batch to seq %d: %w", w.last, err)
 	}
-	if len(newOrders) > 0 {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"orders"}, orderCopyColumns, pgx.CopyFromRows(newOrders))
+	if len(w.newLines) > 0 {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"lines"}, lineColumnNames, pgx.CopyFromRows(w.newLines))
 		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == pgUniqueViolation {
-			return fmt.Errorf("commit batch to seq %d: a new order is already stored (%s): %w", lastSeq, pgErr.Detail, ErrCheckpointMoved)
+			return fmt.Errorf("commit batch to seq %d: a new line is already stored (%s): %w", w.last, pgErr.Detail, ErrCheckpointMoved)
 		}
 		if err != nil {
-			return fmt.Errorf("commit batch to seq %d: copy %d new orders: %w", lastSeq, len(newOrders), err)
+			return fmt.Errorf("commit batch to seq %d: copy %d new lines: %w", w.last, len(w.newLines), err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit batch to seq %d: %w", lastSeq, err)
+		return fmt.Errorf("commit batch to seq %d: %w", w.last, err)
 	}
 	return nil
 }
@@ -533,6 +506,7 @@ type skuColumns struct {
 	hours, days                                                          []int
 	price, listed, onHand, committed, available, capacity, presale, left []int64
 	openOrders, lateOrders, exposure, openAlerts                         []int64
+	presaleShipped, safety, sellable                                     []int64
 	lastSeq                                                              []uint64
 }
 
@@ -547,34 +521,14 @@ func (c *skuColumns) add(s *SKU, v *View, state []byte) {
 	c.openOrders, c.lateOrders = append(c.openOrders, v.OpenOrders), append(c.lateOrders, v.LateOrders)
 	c.exposure, c.openAlerts = append(c.exposure, v.ExposureFen), append(c.openAlerts, v.OpenAlerts)
 	c.lastSeq = append(c.lastSeq, v.LastSeq)
+	c.presaleShipped, c.safety, c.sellable = append(c.presaleShipped, v.PresaleShipped), append(c.safety, v.SafetyStock), append(c.sellable, v.Sellable)
 }
 
 func (c *skuColumns) args() []any {
 	return []any{c.shop, c.sku, c.state, c.nextDue, c.title, c.status, c.salesForm, c.hours, c.days,
 		c.price, c.listed, c.onHand, c.committed, c.available, c.capacity, c.presale, c.left,
-		c.openOrders, c.lateOrders, c.exposure, c.openAlerts, c.lastSeq, c.updatedAt}
-}
-
-// orderColumns holds the dirty orders of a batch column by column, for
-// sqlUpsertOrders.
-type orderColumns struct {
-	shop, sku, id, form, state []string
-	qty, price                 []int64
-	soldAt, due, closedAt      []*time.Time
-	seq                        []uint64
-	late, early                []bool
-}
-
-func (c *orderColumns) add(shop, sku string, o *Order) {
-	c.shop, c.sku, c.id = append(c.shop, shop), append(c.sku, sku), append(c.id, o.ID)
-	c.qty, c.price, c.form = append(c.qty, o.Qty), append(c.price, o.UnitPriceFen), append(c.form, string(o.SalesForm))
-	c.soldAt, c.due, c.closedAt = append(c.soldAt, nullTime(o.SoldAt)), append(c.due, nullTime(o.Due)), append(c.closedAt, nullTime(o.ClosedAt))
-	c.seq, c.state = append(c.seq, o.Seq), append(c.state, string(o.State))
-	c.late, c.early = append(c.late, o.Late), append(c.early, o.Early)
-}
-
-func (c *orderColumns) args() []any {
-	return []any{c.shop, c.sku, c.id, c.qty, c.price, c.form, c.soldAt, c.due, c.seq, c.state, c.late, c.closedAt, c.early}
+		c.openOrders, c.lateOrders, c.exposure, c.openAlerts, c.lastSeq, c.updatedAt,
+		c.presaleShipped, c.safety, c.sellable}
 }
 
 // alertColumns holds the alerts of a batch column by column, for
@@ -633,7 +587,7 @@ func (p *PostgresStore) DueSKUs(ctx context.Context, now time.Time, limit int) (
 
 const sqlViewColumns = `shop, sku, title, status, sales_form, ship_within_hours, ship_within_days, price_fen,
 	listed, on_hand, committed, available, capacity, presale_committed, capacity_left, open_orders,
-	late_orders, exposure_fen, open_alerts, last_seq, updated_at, state`
+	late_orders, exposure_fen, open_alerts, last_seq, updated_at, presale_shipped, safety_stock, sellable, state`
 
 // SKU implements Reader.
 func (p *PostgresStore) SKU(ctx context.Context, shop, sku string) (View, error) {
@@ -734,7 +688,8 @@ func scanView(row pgx.CollectableRow) (View, error) {
 	var state []byte
 	err := row.Scan(&v.Shop, &v.SKU, &v.Title, &v.Status, &v.SalesForm, &v.ShipWithinHours, &v.ShipWithinDays,
 		&v.PriceFen, &v.Listed, &v.OnHand, &v.Committed, &v.Available, &v.Capacity, &v.PresaleCommitted,
-		&v.CapacityLeft, &v.OpenOrders, &v.LateOrders, &v.ExposureFen, &v.OpenAlerts, &v.LastSeq, &v.UpdatedAt, &state)
+		&v.CapacityLeft, &v.OpenOrders, &v.LateOrders, &v.ExposureFen, &v.OpenAlerts, &v.LastSeq, &v.UpdatedAt,
+		&v.PresaleShipped, &v.SafetyStock, &v.Sellable, &state)
 	v.UpdatedAt = v.UpdatedAt.UTC()
 	if err == nil {
 		// The pace is not stored apart: it follows from the fold state.
@@ -742,19 +697,9 @@ func scanView(row pgx.CollectableRow) (View, error) {
 		if err = json.Unmarshal(state, &s); err != nil {
 			err = fmt.Errorf("decode state of sku %s/%s: %w", v.Shop, v.SKU, err)
 		}
-		v.ViewPace = s.paceView()
+		v.ViewPace = s.Pace.view(s.LiveID, v.Status == StatusListed, v.Sellable)
 	}
 	return v, err
-}
-
-func scanOrder(row pgx.CollectableRow) (*Order, error) {
-	var (
-		o                     Order
-		soldAt, due, closedAt *time.Time
-	)
-	err := row.Scan(&o.ID, &o.Qty, &o.UnitPriceFen, &o.SalesForm, &soldAt, &due, &o.Seq, &o.State, &o.Late, &closedAt, &o.Early)
-	o.SoldAt, o.Due, o.ClosedAt = utcOrZero(soldAt), utcOrZero(due), utcOrZero(closedAt)
-	return &o, err
 }
 
 func scanAlert(row pgx.CollectableRow) (Alert, error) {

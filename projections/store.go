@@ -23,7 +23,8 @@ type Batch struct {
 	// PrevSeq is the checkpoint the batch was folded on; LastSeq the one it
 	// leaves. A sweep batch (time passing, no event) has LastSeq == PrevSeq.
 	PrevSeq, LastSeq uint64
-	// SKUs are the changed SKUs. Their dirty orders are written; the caller
+	// SKUs are the changed SKUs. Their dirty lines and fresh keys are
+	// written; the caller
 	// clears the dirty marks once Stage returned.
 	SKUs []*SKU
 	// Views, when not nil, holds SKUs[i].View() at index i, worked out once
@@ -41,9 +42,14 @@ type SKUKey struct {
 	SKU  string `json:"sku"`
 }
 
-// OrderKey names one order of one SKU.
-type OrderKey struct {
+// LineKey names one order line: (shop, sku, order_id).
+type LineKey struct {
 	Shop, SKU, OrderID string
+}
+
+// KeyRef names one natural key applied to a SKU (a restock's).
+type KeyRef struct {
+	Shop, SKU, Key string
 }
 
 // CommitFunc writes a staged batch (see Writer.Stage).
@@ -92,13 +98,16 @@ type Writer interface {
 	// committed, 0 when none.
 	Checkpoint(ctx context.Context, projector string) (uint64, error)
 	// LoadSKU returns the state of a SKU as last committed, with its open
-	// alerts and the orders the fold keeps in memory (open and early ones;
-	// see SKU.Orders), or nil and no error when the SKU is unknown.
+	// alerts and the lines the fold keeps in memory (open and early ones;
+	// see SKU.Lines), or nil and no error when the SKU is unknown.
 	LoadSKU(ctx context.Context, shop, sku string) (*SKU, error)
-	// KnownOrders returns, of the orders named by keys, those the store
+	// KnownLines returns, of the lines named by keys, those the store
 	// holds, whatever their state. Keys it does not hold are left out.
-	KnownOrders(ctx context.Context, keys []OrderKey) (map[OrderKey]Order, error)
-	// Stage reads batch b (the SKUs' states and dirty orders, the views,
+	KnownLines(ctx context.Context, keys []LineKey) (map[LineKey]Line, error)
+	// KnownKeys returns, of the natural keys named, those the store holds
+	// as applied (see SKU.FreshKeys).
+	KnownKeys(ctx context.Context, keys []KeyRef) (map[KeyRef]bool, error)
+	// Stage reads batch b (the SKUs' states, dirty lines and fresh keys, the views,
 	// the alerts) and returns its write: calling it commits b atomically,
 	// all of it or none of it, and returns ErrCheckpointMoved when the
 	// stored checkpoint is not b.PrevSeq. The write may be called again

@@ -76,7 +76,7 @@ func TestPostgresMigrationsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("count tables: %v", err)
 	}
-	if got, want := tables, 6; got != want { // schema_migrations and the five of 001
+	if got, want := tables, 7; got != want { // schema_migrations, checkpoints, skus, alerts, alert_outbox, lines, applied_keys
 		t.Errorf("tables in schema %s = %d, want %d", schema, got, want)
 	}
 }

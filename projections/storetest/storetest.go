@@ -256,9 +256,13 @@ func normView(v projections.View) projections.View {
 	return v
 }
 
-func normOrder(o projections.Order) projections.Order {
-	o.SoldAt, o.Due, o.ClosedAt = utc(o.SoldAt), utc(o.Due), utc(o.ClosedAt)
-	return o
+func normLine(l projections.Line) projections.Line {
+	l.SoldAt, l.ShipBy, l.ClosedAt = utc(l.SoldAt), utc(l.ShipBy), utc(l.ClosedAt)
+	l.Promise.At = utc(l.Promise.At)
+	for i := range l.Early {
+		l.Early[i].At, l.Early[i].ShipBy = utc(l.Early[i].At), utc(l.Early[i].ShipBy)
+	}
+	return l
 }
 
 func normAlert(a projections.Alert) projections.Alert {
@@ -375,49 +379,49 @@ func checkSameSKU(t *testing.T, s projections.Store, got, want *projections.SKU)
 	}
 	checkView(t, "LoadSKU("+name+").View()", got.View(), want.View())
 
-	// LoadSKU gives the orders the fold keeps in memory (open and early);
-	// KnownOrders gives every order, closed ones too.
+	// LoadSKU gives the lines the fold keeps in memory (open and early);
+	// KnownLines gives every line, closed ones too.
 	var live []string
-	var keys []projections.OrderKey
-	for id, o := range want.Orders {
-		if o.State == projections.OrderOpen || o.Early {
+	var keys []projections.LineKey
+	for id, l := range want.Lines {
+		if l.State() != projections.LineClosed {
 			live = append(live, id)
 		}
-		keys = append(keys, projections.OrderKey{Shop: want.Shop, SKU: want.SKU, OrderID: id})
+		keys = append(keys, projections.LineKey{Shop: want.Shop, SKU: want.SKU, OrderID: id})
 	}
 	slices.Sort(live)
-	if g := slices.Sorted(maps.Keys(got.Orders)); !slices.Equal(g, live) {
-		t.Errorf("LoadSKU(%s) orders: got %v, want the open and early ones %v", name, g, live)
+	if g := slices.Sorted(maps.Keys(got.Lines)); !slices.Equal(g, live) {
+		t.Errorf("LoadSKU(%s) lines: got %v, want the open and early ones %v", name, g, live)
 	}
-	for id, w := range want.Orders {
-		if g, ok := got.Orders[id]; ok && !reflect.DeepEqual(normOrder(*g), normOrder(*w)) {
-			t.Errorf("LoadSKU(%s) order %s:\n got %+v\nwant %+v", name, id, normOrder(*g), normOrder(*w))
+	for id, w := range want.Lines {
+		if g, ok := got.Lines[id]; ok && !reflect.DeepEqual(normLine(*g), normLine(*w)) {
+			t.Errorf("LoadSKU(%s) line %s:\n got %+v\nwant %+v", name, id, normLine(*g), normLine(*w))
 		}
 	}
-	keys = append(keys, projections.OrderKey{Shop: want.Shop, SKU: want.SKU, OrderID: "never-sold"},
-		projections.OrderKey{Shop: want.Shop, SKU: want.SKU + "-other", OrderID: "o1"})
-	known, err := s.KnownOrders(t.Context(), keys)
+	keys = append(keys, projections.LineKey{Shop: want.Shop, SKU: want.SKU, OrderID: "never-sold"},
+		projections.LineKey{Shop: want.Shop, SKU: want.SKU + "-other", OrderID: "o1"})
+	known, err := s.KnownLines(t.Context(), keys)
 	if err != nil {
-		t.Fatalf("KnownOrders(%s): %v", name, err)
+		t.Fatalf("KnownLines(%s): %v", name, err)
 	}
-	if len(known) != len(want.Orders) {
-		t.Errorf("KnownOrders(%s): %d orders, want %d (unknown keys left out)", name, len(known), len(want.Orders))
+	if len(known) != len(want.Lines) {
+		t.Errorf("KnownLines(%s): %d lines, want %d (unknown keys left out)", name, len(known), len(want.Lines))
 	}
-	for id, w := range want.Orders {
-		g, ok := known[projections.OrderKey{Shop: want.Shop, SKU: want.SKU, OrderID: id}]
-		if !ok || !reflect.DeepEqual(normOrder(g), normOrder(*w)) {
-			t.Errorf("KnownOrders(%s) order %s:\n got %+v (found %v)\nwant %+v", name, id, normOrder(g), ok, normOrder(*w))
+	for id, w := range want.Lines {
+		g, ok := known[projections.LineKey{Shop: want.Shop, SKU: want.SKU, OrderID: id}]
+		if !ok || !reflect.DeepEqual(normLine(g), normLine(*w)) {
+			t.Errorf("KnownLines(%s) line %s:\n got %+v (found %v)\nwant %+v", name, id, normLine(g), ok, normLine(*w))
 		}
 	}
-	orderIDs := func(os []*projections.Order) []string {
-		out := make([]string, len(os))
-		for i, o := range os {
-			out[i] = o.ID
+	lineIDs := func(spot, presale []*projections.Line) []string {
+		var out []string
+		for _, l := range append(slices.Clone(spot), presale...) {
+			out = append(out, l.OrderID)
 		}
 		return out
 	}
-	if g, w := orderIDs(got.OpenOrders()), orderIDs(want.OpenOrders()); !slices.Equal(g, w) {
-		t.Errorf("LoadSKU(%s) open orders: got %v, want %v (oldest first)", name, g, w)
+	if g, w := lineIDs(got.OpenLines()), lineIDs(want.OpenLines()); !slices.Equal(g, w) {
+		t.Errorf("LoadSKU(%s) open lines: got %v, want %v (in serving order)", name, g, w)
 	}
 
 	if g, w := slices.Sorted(maps.Keys(got.Alerts)), slices.Sorted(maps.Keys(want.Alerts)); !slices.Equal(g, w) {
@@ -671,17 +675,12 @@ func applyFn(e ledger.Event) func(s *projections.SKU, seq uint64) []projections.
 }
 
 // recallThenApply is applyFn with the projector's recall first: when the
-// SKU does not hold the order e names, the store is asked for it.
+// SKU does not hold the line or the restock key e names, the store is
+// asked for it.
 func recallThenApply(t *testing.T, st projections.Store, e ledger.Event) func(s *projections.SKU, seq uint64) []projections.Alert {
 	return func(s *projections.SKU, seq uint64) []projections.Alert {
-		if s.NeedsOrder(&e) {
-			known, err := st.KnownOrders(t.Context(), []projections.OrderKey{{Shop: e.Shop, SKU: e.SKU, OrderID: e.OrderID}})
-			if err != nil {
-				t.Fatalf("KnownOrders(%s): %v", e.OrderID, err)
-			}
-			for _, o := range known {
-				s.Recall(o)
-			}
+		if err := projections.RecallFor(t.Context(), st, s, &e); err != nil {
+			t.Fatalf("recall for %s %s: %v", e.Type, e.Key(), err)
 		}
 		return applyFn(e)(s, seq)
 	}

@@ -1,0 +1,170 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// lineBook is the part of a line stores keep as one value: its promise slot,
+// the documents applied and the events early of its sale.
+type lineBook struct {
+	Promise Slot         `json:"promise"`
+	Docs    []string     `json:"docs,omitempty"`
+	Early   []EarlyEvent `json:"early,omitempty"`
+}
+
+func (l *Line) book() lineBook { return lineBook{Promise: l.Promise, Docs: l.Docs, Early: l.Early} }
+
+// lineColumnNames are the columns of a row of the lines table, in order.
+var lineColumnNames = []string{"shop", "sku", "order_id", "parent_order_id", "qty", "unit_price_fen", "sales_form",
+	"sold_at", "ship_by", "seq", "shipped", "cancelled", "returned", "late", "closed_at", "state", "book"}
+
+const (
+	sqlLineColumns = `order_id, parent_order_id, qty, unit_price_fen, sales_form, sold_at, ship_by, seq,
+		shipped, cancelled, returned, late, closed_at, book`
+	sqlLineColumnsOf = `l.order_id, l.parent_order_id, l.qty, l.unit_price_fen, l.sales_form, l.sold_at, l.ship_by, l.seq,
+		l.shipped, l.cancelled, l.returned, l.late, l.closed_at, l.book`
+	// sqlHeldLines reads the lines the fold keeps in memory (SKU.Lines):
+	// early and open ones. Closed ones are read on demand (KnownLines).
+	sqlHeldLines = `SELECT ` + sqlLineColumns + ` FROM lines WHERE shop = $1 AND sku = $2 AND state <> 'closed'`
+	// sqlKnownLines reads the lines named by three parallel arrays.
+	sqlKnownLines = `SELECT l.shop, l.sku, ` + sqlLineColumnsOf + ` FROM lines l
+		JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(shop, sku, order_id)
+		ON l.shop = k.shop AND l.sku = k.sku AND l.order_id = k.order_id`
+	sqlUpsertLines = `INSERT INTO lines (shop, sku, order_id, parent_order_id, qty, unit_price_fen, sales_form,
+		sold_at, ship_by, seq, shipped, cancelled, returned, late, closed_at, state, book)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+		$7::text[], $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::bigint[], $12::bigint[],
+		$13::bigint[], $14::boolean[], $15::timestamptz[], $16::text[], $17::bytea[])
+		ON CONFLICT (shop, sku, order_id) DO UPDATE SET parent_order_id = EXCLUDED.parent_order_id,
+		qty = EXCLUDED.qty, unit_price_fen = EXCLUDED.unit_price_fen, sales_form = EXCLUDED.sales_form,
+		sold_at = EXCLUDED.sold_at, ship_by = EXCLUDED.ship_by, seq = EXCLUDED.seq,
+		shipped = EXCLUDED.shipped, cancelled = EXCLUDED.cancelled, returned = EXCLUDED.returned,
+		late = EXCLUDED.late, closed_at = EXCLUDED.closed_at, state = EXCLUDED.state, book = EXCLUDED.book`
+	// sqlInsertKeys records natural keys applied; sqlKnownKeys reads which of
+	// those named by three parallel arrays are.
+	sqlInsertKeys = `INSERT INTO applied_keys (shop, sku, key)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING`
+	sqlKnownKeys = `SELECT a.shop, a.sku, a.key FROM applied_keys a
+		JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(shop, sku, key)
+		ON a.shop = k.shop AND a.sku = k.sku AND a.key = k.key`
+)
+
+// knownRowsMax bounds the keys of one KnownLines or KnownKeys query; more
+// are read in several.
+const knownRowsMax = 10_000
+
+// KnownLines implements Writer.
+func (p *PostgresStore) KnownLines(ctx context.Context, keys []LineKey) (map[LineKey]Line, error) {
+	out := make(map[LineKey]Line)
+	for part := range slices.Chunk(keys, knownRowsMax) {
+		shops, skus, ids := make([]string, len(part)), make([]string, len(part)), make([]string, len(part))
+		for i, k := range part {
+			shops[i], skus[i], ids[i] = k.Shop, k.SKU, k.OrderID
+		}
+		rows, _ := p.pool.Query(ctx, sqlKnownLines, shops, skus, ids)
+		_, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (struct{}, error) {
+			var k LineKey
+			l, err := scanLineInto(row, &k.Shop, &k.SKU)
+			k.OrderID = l.OrderID
+			out[k] = *l
+			return struct{}{}, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read %d lines: %w", len(part), err)
+		}
+	}
+	return out, nil
+}
+
+// KnownKeys implements Writer.
+func (p *PostgresStore) KnownKeys(ctx context.Context, keys []KeyRef) (map[KeyRef]bool, error) {
+	out := make(map[KeyRef]bool)
+	for part := range slices.Chunk(keys, knownRowsMax) {
+		var c keyColumns
+		for _, k := range part {
+			c.add(k.Shop, k.SKU, k.Key)
+		}
+		rows, _ := p.pool.Query(ctx, sqlKnownKeys, c.args()...)
+		_, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (struct{}, error) {
+			var k KeyRef
+			err := row.Scan(&k.Shop, &k.SKU, &k.Key)
+			out[k] = true
+			return struct{}{}, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read %d keys: %w", len(part), err)
+		}
+	}
+	return out, nil
+}
+
+// scanLine reads a row of sqlLineColumns.
+func scanLine(row pgx.CollectableRow) (*Line, error) { return scanLineInto(row) }
+
+// scanLineInto reads a row of sqlLineColumns after the columns given.
+func scanLineInto(row pgx.CollectableRow, first ...any) (*Line, error) {
+	var (
+		l                        Line
+		soldAt, shipBy, closedAt *time.Time
+		book                     []byte
+	)
+	dest := append(first, &l.OrderID, &l.ParentOrderID, &l.Qty, &l.UnitPriceFen, &l.SalesForm, &soldAt, &shipBy,
+		&l.Seq, &l.Shipped, &l.Cancelled, &l.Returned, &l.Late, &closedAt, &book)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	l.SoldAt, l.ShipBy, l.ClosedAt = utcOrZero(soldAt), utcOrZero(shipBy), utcOrZero(closedAt)
+	var b lineBook
+	if err := json.Unmarshal(book, &b); err != nil {
+		return nil, fmt.Errorf("decode line %s: %w", l.OrderID, err)
+	}
+	l.Promise, l.Docs, l.Early = b.Promise, b.Docs, b.Early
+	return &l, nil
+}
+
+// lineRow is a row of the lines table for COPY, in lineColumnNames order.
+func lineRow(shop, sku string, l *Line, book []byte) []any {
+	return []any{shop, sku, l.OrderID, l.ParentOrderID, l.Qty, l.UnitPriceFen, string(l.SalesForm),
+		nullTime(l.SoldAt), nullTime(l.ShipBy), l.Seq, l.Shipped, l.Cancelled, l.Returned, l.Late,
+		nullTime(l.ClosedAt), string(l.State()), book}
+}
+
+// lineColumns holds the dirty lines of a batch column by column, for
+// sqlUpsertLines.
+type lineColumns struct {
+	shop, sku, id, parent, form, state []string
+	qty, price                         []int64
+	soldAt, shipBy, closedAt           []*time.Time
+	seq                                []uint64
+	shipped, cancelled, returned       []int64
+	late                               []bool
+	book                               [][]byte
+}
+
+func (c *lineColumns) add(shop, sku string, l *Line, book []byte) {
+	c.shop, c.sku, c.id, c.parent = append(c.shop, shop), append(c.sku, sku), append(c.id, l.OrderID), append(c.parent, l.ParentOrderID)
+	c.qty, c.price, c.form = append(c.qty, l.Qty), append(c.price, l.UnitPriceFen), append(c.form, string(l.SalesForm))
+	c.soldAt, c.shipBy, c.closedAt = append(c.soldAt, nullTime(l.SoldAt)), append(c.shipBy, nullTime(l.ShipBy)), append(c.closedAt, nullTime(l.ClosedAt))
+	c.seq, c.shipped, c.cancelled, c.returned = append(c.seq, l.Seq), append(c.shipped, l.Shipped), append(c.cancelled, l.Cancelled), append(c.returned, l.Returned)
+	c.late, c.state, c.book = append(c.late, l.Late), append(c.state, string(l.State())), append(c.book, book)
+}
+
+func (c *lineColumns) args() []any {
+	return []any{c.shop, c.sku, c.id, c.parent, c.qty, c.price, c.form, c.soldAt, c.shipBy, c.seq,
+		c.shipped, c.cancelled, c.returned, c.late, c.closedAt, c.state, c.book}
+}
+
+// keyColumns holds natural keys column by column.
+type keyColumns struct{ shop, sku, key []string }
+
+func (c *keyColumns) add(shop, sku, key string) {
+	c.shop, c.sku, c.key = append(c.shop, shop), append(c.sku, sku), append(c.key, key)
+}
+
+func (c *keyColumns) args() []any { return []any{c.shop, c.sku, c.key} }
