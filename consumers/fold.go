@@ -32,7 +32,7 @@ type folder struct {
 	now      func() time.Time
 	cacheMax int
 	cache    map[projections.SKUKey]*projections.SKU
-	// heldSKUs and heldOrders count the SKU states cached and the orders
+	// heldSKUs and heldOrders count the SKU states cached and the order lines
 	// they hold, recounted at most every heldCountEvery (see held).
 	heldSKUs, heldOrders atomic.Int64
 	heldCounted          time.Time
@@ -76,14 +76,14 @@ func (fo *folder) fold(ctx context.Context, ds []delivery) (foldResult, error) {
 }
 
 // prepare loads the SKU of every valid delivery and recalls from the store
-// the orders the SKUs do not hold (new ones, or closed ones the store has),
-// in one query per batch. Refused deliveries become dead letters.
+// the lines and restock keys the SKUs do not hold (new ones, or ones the
+// store has), in one query of each per batch. Refused deliveries become dead
+// letters.
 func (fo *folder) prepare(ctx context.Context, ds []delivery) ([]folding, []dead, error) {
 	var (
-		items  = make([]folding, 0, len(ds))
-		deads  []dead
-		need   []projections.OrderKey
-		needed = make(map[projections.OrderKey]*projections.SKU)
+		items   = make([]folding, 0, len(ds))
+		deads   []dead
+		recalls projections.Recalls
 	)
 	for i := range ds {
 		d := &ds[i]
@@ -95,26 +95,11 @@ func (fo *folder) prepare(ctx context.Context, ds []delivery) ([]folding, []dead
 		if err != nil {
 			return nil, nil, err
 		}
-		if s.NeedsOrder(&d.event) {
-			k := projections.OrderKey{Shop: d.event.Shop, SKU: d.event.SKU, OrderID: d.event.OrderID}
-			if needed[k] == nil {
-				needed[k] = s
-				need = append(need, k)
-			}
-		}
+		recalls.Add(s, &d.event)
 		items = append(items, folding{d, s})
 	}
-	if len(need) == 0 {
-		return items, deads, nil
-	}
-	known, err := fo.store.KnownOrders(ctx, need)
-	if err != nil {
-		return nil, nil, fmt.Errorf("recall %d orders: %w", len(need), err)
-	}
-	for k, o := range known {
-		if s := needed[k]; s != nil {
-			s.Recall(o)
-		}
+	if err := recalls.Fetch(ctx, fo.store); err != nil {
+		return nil, nil, err
 	}
 	return items, deads, nil
 }
@@ -169,7 +154,7 @@ func (fo *folder) sweep(ctx context.Context) ([]*projections.SKU, []projections.
 		before := s.NextDue
 		// A SKU whose NextDue moved is written too, even with nothing late:
 		// else its stale NextDue keeps it among the candidates for ever.
-		if as := s.Advance(now); len(as) > 0 || len(s.DirtyOrders()) > 0 || !s.NextDue.Equal(before) {
+		if as := s.Advance(now); len(as) > 0 || len(s.DirtyLines()) > 0 || !s.NextDue.Equal(before) {
 			alerts = append(alerts, as...)
 			changed = append(changed, s)
 		}
@@ -246,7 +231,7 @@ func (fo *folder) countHeld() {
 	fo.heldCounted = time.Now()
 	var n int64
 	for _, s := range fo.cache {
-		n += int64(len(s.Orders))
+		n += int64(len(s.Lines))
 	}
 	fo.heldSKUs.Store(int64(len(fo.cache)))
 	fo.heldOrders.Store(n)

@@ -134,7 +134,7 @@ func TestClosedOrdersLeaveMemory(t *testing.T) {
 			p1 := NewProjector(nc, js, store, Options{Log: quietLog(), BatchMax: 7})
 			runUntil(t, p1, last)
 			key := projections.SKUKey{Shop: "s1", SKU: "a"}
-			if got := len(p1.folder.cache[key].Orders); got != 6 {
+			if got := len(p1.folder.cache[key].Lines); got != 6 {
 				t.Errorf("orders held in memory after the commits: %d, want the 6 open ones", got)
 			}
 
@@ -144,7 +144,7 @@ func TestClosedOrdersLeaveMemory(t *testing.T) {
 				orderEvent(ledger.Sale, "o-22"), orderEvent(ledger.Sale, "o-31"))
 			p2 := NewProjector(nc, js, store, Options{Log: quietLog(), BatchMax: 3})
 			runUntil(t, p2, last)
-			if got := len(p2.folder.cache[key].Orders); got != 7 {
+			if got := len(p2.folder.cache[key].Lines); got != 7 {
 				t.Errorf("orders held in memory by the second projector: %d, want the 7 open ones", got)
 			}
 			v, err := store.SKU(context.Background(), "s1", "a")

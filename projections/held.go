@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"stockledger/ledger"
@@ -163,29 +164,78 @@ func (s *SKU) Prune() {
 	}
 }
 
-// RecallFor asks the store for what the SKU must know before applying e
-// and does not hold: the line e names, or the restock key it carries. It
-// is the projector's recall for one event; the projector batches the asks
-// of a whole batch into one query each.
-func RecallFor(ctx context.Context, w Writer, s *SKU, e *ledger.Event) error {
+// Recalls gathers what the SKUs of a batch must recall from a store before
+// folding it (the lines and restock keys its events name that memory does
+// not hold), so that one query of each kind asks for all of it. The zero
+// value is ready. It is not safe for concurrent use.
+type Recalls struct {
+	lines    map[LineKey]*SKU
+	lineKeys []LineKey
+	keys     map[KeyRef]*SKU
+	keyRefs  []KeyRef
+}
+
+// Add notes what s must recall before applying e, if anything. Call it for
+// every event of the batch before any is applied.
+func (r *Recalls) Add(s *SKU, e *ledger.Event) {
 	if s.NeedsLine(e) {
-		known, err := w.KnownLines(ctx, []LineKey{{Shop: e.Shop, SKU: e.SKU, OrderID: e.OrderID}})
-		if err != nil {
-			return err
+		k := LineKey{Shop: e.Shop, SKU: e.SKU, OrderID: e.OrderID}
+		if r.lines == nil {
+			r.lines = make(map[LineKey]*SKU)
 		}
-		for _, l := range known {
-			s.Recall(l)
+		if _, ok := r.lines[k]; !ok {
+			r.lines[k] = s
+			r.lineKeys = append(r.lineKeys, k)
 		}
 	}
 	if s.NeedsKey(e) {
 		k := KeyRef{Shop: e.Shop, SKU: e.SKU, Key: e.Key()}
-		known, err := w.KnownKeys(ctx, []KeyRef{k})
-		if err != nil {
-			return err
+		if r.keys == nil {
+			r.keys = make(map[KeyRef]*SKU)
 		}
-		if known[k] {
+		if _, ok := r.keys[k]; !ok {
+			r.keys[k] = s
+			r.keyRefs = append(r.keyRefs, k)
+		}
+	}
+}
+
+// Len is how many lines and keys are to be asked for.
+func (r *Recalls) Len() int { return len(r.lineKeys) + len(r.keyRefs) }
+
+// Fetch asks w for every line and key noted (one query each) and gives the
+// SKUs what the store knows. On an error no SKU was changed.
+func (r *Recalls) Fetch(ctx context.Context, w Writer) error {
+	var lines map[LineKey]Line
+	var keys map[KeyRef]bool
+	var err error
+	if len(r.lineKeys) > 0 {
+		if lines, err = w.KnownLines(ctx, r.lineKeys); err != nil {
+			return fmt.Errorf("recall %d lines: %w", len(r.lineKeys), err)
+		}
+	}
+	if len(r.keyRefs) > 0 {
+		if keys, err = w.KnownKeys(ctx, r.keyRefs); err != nil {
+			return fmt.Errorf("recall %d keys: %w", len(r.keyRefs), err)
+		}
+	}
+	for k, l := range lines {
+		if s := r.lines[k]; s != nil {
+			s.Recall(l)
+		}
+	}
+	for k := range keys {
+		if s := r.keys[k]; s != nil {
 			s.RecallKey(k.Key)
 		}
 	}
 	return nil
+}
+
+// RecallFor recalls from w what s must know before applying e (Recalls of
+// one event).
+func RecallFor(ctx context.Context, w Writer, s *SKU, e *ledger.Event) error {
+	var r Recalls
+	r.Add(s, e)
+	return r.Fetch(ctx, w)
 }

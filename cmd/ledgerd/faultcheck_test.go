@@ -205,13 +205,14 @@ func checkService(t *testing.T, base string, js jetstream.JetStream, acked map[s
 			if d := consumertest.CompareView(s.View(), v); d != "" {
 				problems = append(problems, d)
 			}
-			// Every sale counted once: committed is the open orders' units.
+			// Every sale counted once: committed is the open spot lines' units.
 			var units int64
-			for _, o := range s.OpenOrders() {
-				units += o.Qty
+			spot, _ := s.OpenLines()
+			for _, l := range spot {
+				units += l.Open()
 			}
 			if v.Committed != units {
-				problems = append(problems, fmt.Sprintf("%s/%s: committed %d, open orders hold %d units", k.Shop, k.SKU, v.Committed, units))
+				problems = append(problems, fmt.Sprintf("%s/%s: committed %d, open lines hold %d units", k.Shop, k.SKU, v.Committed, units))
 			}
 			delete(got, k.SKU)
 		}

@@ -42,7 +42,8 @@ func scenarioFiles(t *testing.T) []string {
 	t.Helper()
 	root := repoRoot(t)
 	var files []string
-	for _, dir := range []string{filepath.Join(root, "..", "shared", "scenarios"), filepath.Join(root, "testdata", "scenarios")} {
+	shared := filepath.Join(root, "..", "shared", "scenarios")
+	for _, dir := range []string{shared, filepath.Join(shared, "v2"), filepath.Join(root, "testdata", "scenarios")} {
 		matches, err := filepath.Glob(filepath.Join(dir, "*.json"))
 		if err != nil {
 			t.Fatal(err)
@@ -88,14 +89,14 @@ func loadScenario(t *testing.T, path string) scenario {
 
 var relTime = regexp.MustCompile(`^now([+-])(\d+)([mhd])$`)
 
-// resolveTimes rewrites every "at" and "deliver_by" of the form now±N(m|h|d)
-// as RFC 3339 relative to now.
+// resolveTimes rewrites every string value of the form now±N(m|h|d),
+// whatever its field (at, deliver_by, ship_by…), as RFC 3339 relative to now.
 func resolveTimes(t *testing.T, v any, now time.Time) any {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, val := range x {
 			s, ok := val.(string)
-			if (k == "at" || k == "deliver_by") && ok {
+			if ok {
 				if m := relTime.FindStringSubmatch(s); m != nil {
 					n, _ := strconv.Atoi(m[2])
 					unit := map[string]time.Duration{"m": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[m[3]]
