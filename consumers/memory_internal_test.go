@@ -227,7 +227,7 @@ func TestStoreRewound(t *testing.T) {
 		}
 		return last
 	}
-	tables := []string{"checkpoints", "skus", "orders", "alerts", "alert_outbox"}
+	tables := []string{"checkpoints", "skus", "lines", "applied_keys", "alerts", "alert_outbox"}
 	part(0, 40, true)
 	for _, tb := range tables {
 		if _, err := pool.Exec(context.Background(), "CREATE TABLE snap_"+tb+" AS SELECT * FROM "+tb); err != nil {
