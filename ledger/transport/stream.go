@@ -16,10 +16,23 @@ const (
 	DeadStream  = "STOCK_DEAD"
 )
 
-// DuplicateWindow is how long the event stream remembers Nats-Msg-Id values.
-// Ids are kept in server memory, so a longer window costs memory at high
-// rates; beyond it, the read model deduplicates sales by order id.
-const DuplicateWindow = 2 * time.Minute
+// Duplicate windows. The stream remembers each Nats-Msg-Id for its window,
+// in server memory, so a longer window costs memory at flash-sale rates.
+// No figure depends on the event stream's window: the fold applies every
+// natural key once, however late its re-send (ledger.Event.Key); the window
+// only keeps repeats out of the stream.
+const (
+	// DefaultEventDuplicateWindow is the event stream's window when
+	// StreamOptions.DuplicateWindow is zero.
+	DefaultEventDuplicateWindow = 30 * time.Second
+	// EventDuplicateWindowMin bounds the event stream's window from below:
+	// a publisher's own retries (a few seconds) stay inside it.
+	EventDuplicateWindowMin = 10 * time.Second
+	// DuplicateWindow is the window of the alert and dead-letter streams,
+	// whose publishers re-send after a crash (the alert outbox, dead
+	// letters of a batch folded again).
+	DuplicateWindow = 2 * time.Minute
+)
 
 // Header names the ledger sets on messages it publishes.
 const (
@@ -43,6 +56,9 @@ type StreamOptions struct {
 	// quarter of it, the dead-letter stream a sixteenth. JetStream reserves
 	// these bounds against the server's storage at stream creation.
 	EventMaxBytes int64
+	// DuplicateWindow is the event stream's duplicate window; zero means
+	// DefaultEventDuplicateWindow.
+	DuplicateWindow time.Duration
 	// Partitions splits the event stream by shop: with n ≥ 2 the stream
 	// stores stock.events.<shop>.<sku> as stock.events.<p>.<shop>.<sku>,
 	// p = partition(n, shop) (see StoredEventSubject). 0 or 1 stores
@@ -54,6 +70,13 @@ type StreamOptions struct {
 // DefaultEventMaxBytes is the default bound of the event stream: 8 GiB,
 // about 40 million events of 200 bytes.
 const DefaultEventMaxBytes = 8 << 30
+
+func (o StreamOptions) eventDuplicates() time.Duration {
+	if o.DuplicateWindow <= 0 {
+		return DefaultEventDuplicateWindow
+	}
+	return o.DuplicateWindow
+}
 
 func (o StreamOptions) eventMaxBytes() int64 {
 	if o.EventMaxBytes <= 0 {
