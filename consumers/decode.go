@@ -89,7 +89,7 @@ func decodeStored(data []byte, subject string, seq uint64, stored time.Time, par
 	if e.At.IsZero() {
 		e.At = stored.UTC()
 	}
-	if err := e.Validate(); err != nil {
+	if err := e.ValidateStored(); err != nil {
 		return e, "validate: " + err.Error()
 	}
 	// The ingest clock of a raw publish is the store time: judged against

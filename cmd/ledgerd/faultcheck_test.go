@@ -29,10 +29,10 @@ func faultEnv(short, full int) int {
 	return short
 }
 
-// feed is the order-feed load: listings, then sales with a cancel every
-// tenth and a recount every fiftieth, across a few SKUs of one shop, each
-// batch published with the idempotent publisher and retried (same events,
-// same ids) until acknowledged.
+// feed is the order-feed load: listings, then sales across a few SKUs of
+// one shop with the rest of contract v2 among them (see batch), each batch
+// published with the idempotent publisher and retried (same events, same
+// ids) until acknowledged.
 type feed struct {
 	shop string
 	skus int
@@ -40,7 +40,8 @@ type feed struct {
 
 	mu    sync.Mutex
 	acked map[string]bool // event ids acknowledged
-	sent  int             // sales acknowledged
+	sent  int             // sales acknowledged (the feed's step count)
+	lines int             // order lines sold: sales plus second lines
 	retry int             // failed publish attempts, retried
 }
 
@@ -98,34 +99,92 @@ func (f *feed) listAll(t testing.TB) {
 	f.publish(t, events)
 }
 
-// batch publishes sales from..from+n-1 with their cancels and recounts.
+// batch publishes sales from..from+n-1 with, among them: a cancel every
+// tenth (of sale j−5), a second line of the order on another SKU every
+// seventh, a whole-line shipment every thirteenth (of sale j−7) and a
+// partial one by waybill (of sale j−8), a return of part of a shipped line
+// (with some units restocked), a promise change, a safety stock, a restock
+// by receipt, a stock_set and a recount. Cancels only ever touch sales
+// ≡ 4 (mod 10) and shipments never do, so no event asks for units its
+// line does not have: the fold refuses none.
 func (f *feed) batch(t testing.TB, from, n int) {
-	events := make([]ledger.Event, 0, n+n/5+1)
+	events := make([]ledger.Event, 0, 2*n)
+	lines := 0
+	order := func(j int) string { return fmt.Sprintf("%s-%06d", f.shop, j) }
 	for j := from; j < from+n; j++ {
-		events = append(events, ledger.Event{Type: ledger.Sale, Shop: f.shop, SKU: f.sku(j),
-			OrderID: fmt.Sprintf("%s-%06d", f.shop, j), Qty: ledger.Int64(1 + int64(j%3)), UnitPriceFen: 1990})
+		ev := func(typ ledger.Type, sku int) ledger.Event {
+			return ledger.Event{Type: typ, Shop: f.shop, SKU: f.sku(sku)}
+		}
+		sale := ev(ledger.Sale, j)
+		sale.OrderID, sale.Qty, sale.UnitPriceFen = order(j), ledger.Int64(1+int64(j%3)), 1990
+		events, lines = append(events, sale), lines+1
+		if j%7 == 0 {
+			second := ev(ledger.Sale, j+1)
+			second.OrderID, second.Qty, second.UnitPriceFen, second.ParentOrderID = order(j), ledger.Int64(1), 990, "p-"+order(j)
+			events, lines = append(events, second), lines+1
+		}
 		if j%10 == 9 {
-			events = append(events, ledger.Event{Type: ledger.Cancel, Shop: f.shop, SKU: f.sku(j - 5), OrderID: fmt.Sprintf("%s-%06d", f.shop, j-5)})
+			e := ev(ledger.Cancel, j-5)
+			e.OrderID = order(j - 5)
+			events = append(events, e)
 		}
-		if j%50 == 49 {
-			events = append(events, ledger.Event{Type: ledger.Recount, Shop: f.shop, SKU: f.sku(j), Counted: ledger.Int64(int64(j % 97))})
+		if k := j - 7; j%13 == 0 && k >= 0 && k%10 != 4 {
+			e := ev(ledger.Shipment, k)
+			e.OrderID = order(k)
+			events = append(events, e)
 		}
+		if k := j - 13; j%13 == 6 && k >= 0 && k%10 != 4 { // shipped whole at step j−6
+			e := ev(ledger.Return, k)
+			e.OrderID, e.Qty, e.ReturnID, e.Restocked = order(k), ledger.Int64(1), "rt-"+order(k), ledger.Int64(int64(j%2))
+			events = append(events, e)
+		}
+		if k := j - 8; j%13 == 3 && k >= 0 && k%10 != 4 && k%3 != 0 { // a line of 2 or 3 units
+			e := ev(ledger.Shipment, k)
+			e.OrderID, e.Qty, e.Waybill = order(k), ledger.Int64(1), "wb-"+order(k)
+			events = append(events, e)
+		}
+		events = append(events, f.settings(j)...)
 	}
 	f.publish(t, events)
 	f.mu.Lock()
 	f.sent += n
+	f.lines += lines
 	f.mu.Unlock()
 }
 
+// settings are the feed's settings and receipts at step j.
+func (f *feed) settings(j int) []ledger.Event {
+	var events []ledger.Event
+	if j%19 == 0 && j >= 2 {
+		events = append(events, ledger.Event{Type: ledger.PromiseChanged, Shop: f.shop, SKU: f.sku(j - 2),
+			OrderID: fmt.Sprintf("%s-%06d", f.shop, j-2), ShipBy: ledger.Time(time.Now().Add(100 * time.Hour).UTC().Truncate(time.Second))})
+	}
+	if j%23 == 0 {
+		events = append(events, ledger.Event{Type: ledger.SafetyStockSet, Shop: f.shop, SKU: f.sku(j), Qty: ledger.Int64(int64(j % 4))})
+	}
+	if j%29 == 0 {
+		events = append(events, ledger.Event{Type: ledger.Restock, Shop: f.shop, SKU: f.sku(j), Qty: ledger.Int64(5), ReceiptID: fmt.Sprintf("gr-%06d", j)})
+	}
+	if j%31 == 0 {
+		events = append(events, ledger.Event{Type: ledger.StockSet, Shop: f.shop, SKU: f.sku(j), Stock: ledger.Int64(50)})
+	}
+	if j%50 == 49 {
+		events = append(events, ledger.Event{Type: ledger.Recount, Shop: f.shop, SKU: f.sku(j), Counted: ledger.Int64(int64(j % 97))})
+	}
+	return events
+}
+
 // run publishes batches until stop is closed (after at least one), then
-// returns the number of sales acknowledged.
+// returns the number of order lines sold.
 func (f *feed) run(t testing.TB, stop <-chan struct{}) int {
 	f.listAll(t)
 	for i := 0; ; i += feedBatchMax {
 		f.batch(t, i, feedBatchMax)
 		select {
 		case <-stop:
-			return i + feedBatchMax
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.lines
 		case <-time.After(feedPace):
 		}
 	}

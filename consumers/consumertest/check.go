@@ -121,7 +121,7 @@ func (l *Ledger) apply(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		e.At = meta.Timestamp.UTC()
 	}
 	l.IDs[e.ID]++
-	if err := e.Validate(); err != nil {
+	if err := e.ValidateStored(); err != nil {
 		l.Refused[seq] = "validate: " + err.Error()
 		return
 	}
