@@ -32,6 +32,15 @@ func envInt(getenv func(string) string, name string, def int64) int64 {
 // larger setting is refused at start.
 const selloutSoonMinutesMax = 7 * 24 * 60
 
+// Bounds of LEDGER_DUPLICATE_WINDOW. Below a second the publisher's own
+// retries would be stored twice (harmless to the figures, a waste of the
+// stream); the stream keeps every id of the window in memory, so an hour at
+// flash-sale rates would not fit.
+const (
+	duplicateWindowMin = time.Second
+	duplicateWindowMax = 10 * time.Minute
+)
+
 // Durability modes of the embedded server.
 const (
 	syncInterval = "interval"
@@ -48,6 +57,8 @@ type config struct {
 	DatabaseURL string
 	Sync        string
 	StreamBytes int64
+	// DuplicateWindow is the event stream's duplicate window.
+	DuplicateWindow time.Duration
 	LogLevel    slog.Level
 	// SelloutSoon is the sellout_soon threshold; zero disables the alert.
 	SelloutSoon time.Duration
@@ -78,6 +89,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", ""), "Postgres read model; empty keeps it in memory (DATABASE_URL)")
 	fs.StringVar(&c.Sync, "sync", env("LEDGER_SYNC", syncInterval), "embedded JetStream durability: interval (fsync every 2 min) or always (fsync every write) (LEDGER_SYNC)")
 	fs.Int64Var(&c.StreamBytes, "stream-max-bytes", envInt(getenv, "LEDGER_STREAM_MAX_BYTES", transport.DefaultEventMaxBytes), "bound of the event stream in bytes; when full it refuses new events (LEDGER_STREAM_MAX_BYTES)")
+	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", envDuration(getenv, "LEDGER_DUPLICATE_WINDOW", transport.DefaultEventDuplicateWindow),
+		"how long the event stream keeps message ids to drop repeats (held in server memory); no figure depends on it (LEDGER_DUPLICATE_WINDOW)")
 	selloutMinutes := fs.Int64("sellout-soon-minutes", envInt(getenv, "LEDGER_SELLOUT_SOON_MINUTES", int64(projections.DefaultSelloutSoon/time.Minute)),
 		"raise sellout_soon when a listed SKU's real stock or capacity runs out within this many minutes at the pace of the last 5 minutes; 0 disables (LEDGER_SELLOUT_SOON_MINUTES)")
 	fs.StringVar(&c.TokensFile, "tokens-file", env("LEDGER_TOKENS_FILE", ""), "file of bearer tokens and the shops each may read and write; required beyond loopback (LEDGER_TOKENS_FILE)")
@@ -94,6 +107,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.Sync != syncInterval && c.Sync != syncAlways {
 		return c, fmt.Errorf("LEDGER_SYNC %q: must be %s or %s", c.Sync, syncInterval, syncAlways)
+	}
+	if c.DuplicateWindow < duplicateWindowMin || c.DuplicateWindow > duplicateWindowMax {
+		return c, fmt.Errorf("LEDGER_DUPLICATE_WINDOW %s: must be from %s to %s", c.DuplicateWindow, duplicateWindowMin, duplicateWindowMax)
 	}
 	if c.StreamBytes < 1<<20 {
 		return c, fmt.Errorf("LEDGER_STREAM_MAX_BYTES %d: must be at least 1 MiB (1048576)", c.StreamBytes)

@@ -149,7 +149,7 @@ func (s *service) ensureStreams(ctx context.Context) (err error) {
 	if err := checkPartitionCount(ctx, s.js, cfg.Partitions); err != nil {
 		return err
 	}
-	if err := transport.EnsureStreams(ctx, s.js, transport.StreamOptions{EventMaxBytes: cfg.StreamBytes, Replicas: cfg.Replicas, Partitions: cfg.Partitions}); err != nil {
+	if err := transport.EnsureStreams(ctx, s.js, transport.StreamOptions{EventMaxBytes: cfg.StreamBytes, Replicas: cfg.Replicas, Partitions: cfg.Partitions, DuplicateWindow: cfg.DuplicateWindow}); err != nil {
 		return err
 	}
 	s.kv, err = transport.EnsureViewBucket(ctx, s.js, transport.StreamOptions{EventMaxBytes: cfg.StreamBytes, Replicas: cfg.Replicas})

@@ -25,9 +25,6 @@ const (
 	// DefaultEventDuplicateWindow is the event stream's window when
 	// StreamOptions.DuplicateWindow is zero.
 	DefaultEventDuplicateWindow = 30 * time.Second
-	// EventDuplicateWindowMin bounds the event stream's window from below:
-	// a publisher's own retries (a few seconds) stay inside it.
-	EventDuplicateWindowMin = 10 * time.Second
 	// DuplicateWindow is the window of the alert and dead-letter streams,
 	// whose publishers re-send after a crash (the alert outbox, dead
 	// letters of a batch folded again).
@@ -101,7 +98,7 @@ func EventStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		MaxMsgs:           -1,
 		MaxMsgsPerSubject: -1,
 		MaxMsgSize:        ledger.MaxEventBytes,
-		Duplicates:        DuplicateWindow,
+		Duplicates:        o.eventDuplicates(),
 		Replicas:          replicas(o),
 		DenyDelete:        true,
 		DenyPurge:         true,
