@@ -170,3 +170,8 @@ func (ap *alertPublisher) skipPublished(ctx context.Context) {
 	}
 	ap.floor, _ = strconv.ParseUint(m.Header.Get(transport.HeaderCheckpoint), 10, 64)
 }
+
+// skipBelow sets the floor to seq: the changes of batches below it were
+// published before (a read model rebuilt from sequence 1 under a consumer
+// that had acknowledged up to seq−1).
+func (ap *alertPublisher) skipBelow(seq uint64) { ap.floor = max(ap.floor, seq) }

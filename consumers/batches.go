@@ -287,6 +287,18 @@ func (bl *batchLoop) consumer(ctx context.Context, ckpt uint64) (jetstream.Consu
 	return c, nil
 }
 
+// ackedBefore returns how far the durable consumer had acknowledged before
+// this start, 0 when it does not exist (or cannot be read: then nothing is
+// skipped, and a rebuild may publish again what it published before, which
+// consumers of the alert stream tell apart by Nats-Msg-Id).
+func (bl *batchLoop) ackedBefore(ctx context.Context) uint64 {
+	c, err := bl.js.Consumer(ctx, transport.EventStream, bl.name)
+	if err != nil {
+		return 0
+	}
+	return c.CachedInfo().AckFloor.Stream
+}
+
 // process hands a batch to the pipeline. A batch that fails before its
 // write began (the store unreachable for a load) is retried until it folds
 // or ctx ends; a gap or a reset ends the consumer session, which restarts

@@ -196,6 +196,15 @@ func (pr *Projector) Run(ctx context.Context) error {
 	if pr.o.SkipPublishedAlerts {
 		pr.alerts.skipPublished(ctx)
 	}
+	if ckpt == 0 {
+		// A read model emptied under a consumer that had made progress
+		// (a Postgres schema rebuilt from the stream, say): what it
+		// acknowledged was committed and published before.
+		if acked := pr.loop.ackedBefore(ctx); acked > 0 {
+			pr.alerts.skipBelow(acked + 1)
+			pr.log.Info("rebuilding from sequence 1: alert changes up to the old acknowledgement are not published again", "acked", acked)
+		}
+	}
 	if pr.bucket != nil {
 		pr.bucket.start(ctx)
 	}

@@ -5,10 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"stockledger/consumers/consumertest"
+	"stockledger/projections"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -50,17 +55,17 @@ func TestBareJSONFeedOverNATS(t *testing.T) {
 		"pillow": {"listed": 25, "capacity": 20, "presale_committed": 5, "capacity_left": 15, "sellable": 15,
 			"open_orders": 1},
 	}
-	checkSKUs(t, base, last, want)
+	checkSKUs(t, base, "shop-raw", last, want)
 
 	time.Sleep(2 * time.Second) // past the 1 s duplicate window
 	last = publishRaw(t, js, events, true)
-	checkSKUs(t, base, last, want)
+	checkSKUs(t, base, "shop-raw", last, want)
 
 	// A stale stock_set (the t+8m one) re-sent once more, later still:
 	// the newer one (t+9m) keeps its slot.
 	time.Sleep(2 * time.Second)
 	last = publishRaw(t, js, events[8:9], true)
-	checkSKUs(t, base, last, map[string]map[string]any{"mug": {"listed": 12}})
+	checkSKUs(t, base, "shop-raw", last, map[string]map[string]any{"mug": {"listed": 12}})
 }
 
 // bareFeed is every event type, each with its id and time, as JSON objects.
@@ -121,10 +126,10 @@ func publishRaw(t *testing.T, js jetstream.JetStream, events []rawEvent, resend 
 
 // checkSKUs reads each SKU once the projection has applied seq and compares
 // the fields given.
-func checkSKUs(t *testing.T, base string, seq uint64, want map[string]map[string]any) {
+func checkSKUs(t *testing.T, base, shop string, seq uint64, want map[string]map[string]any) {
 	t.Helper()
 	for sku, fields := range want {
-		status, body := do(t, http.MethodGet, fmt.Sprintf("%s/v1/shops/shop-raw/skus/%s?min_seq=%d", base, sku, seq), nil)
+		status, body := do(t, http.MethodGet, fmt.Sprintf("%s/v1/shops/%s/skus/%s?min_seq=%d", base, shop, sku, seq), nil)
 		if status != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", sku, status, body)
 		}
@@ -137,5 +142,143 @@ func checkSKUs(t *testing.T, base string, seq uint64, want map[string]map[string
 				t.Errorf("%s after seq %d: %s = %v, want %v", sku, seq, f, got[f], w)
 			}
 		}
+	}
+}
+
+// TestPostgresV1SchemaRebuilt starts ledgerd on a Postgres read model of
+// the first contract's schema (migrations 001–003, a checkpoint at the
+// stream's end, a stale SKU row): migration 004 empties it and the projector
+// folds the whole stream again, so every figure is contract v2's, and the
+// alert changes published before are not published again (the streams'
+// duplicate window is 1 s and has passed, so the alert stream would store
+// them).
+func TestPostgresV1SchemaRebuilt(t *testing.T) {
+	dataDir := t.TempDir()
+	opts := func(c *config) { c.DataDir, c.Partitions, c.DuplicateWindow = dataDir, 1, time.Second }
+	first := startTestService(t, "", opts)
+	base := "http://" + first.httpAddr
+	status, body := do(t, http.MethodPost, base+"/v1/events", []byte(`[
+		{"type":"listing","shop":"shop-v1","sku":"fan","title":"Fan","price_fen":9900,"stock":3,"sales_form":"spot","ship_within_hours":48},
+		{"type":"sale","shop":"shop-v1","sku":"fan","order_id":"o-1","qty":2,"unit_price_fen":9900},
+		{"type":"sale","shop":"shop-v1","sku":"fan","order_id":"o-2","qty":2,"unit_price_fen":9900},
+		{"type":"shipment","shop":"shop-v1","sku":"fan","order_id":"o-1"}]`))
+	if status != http.StatusAccepted {
+		t.Fatalf("post: %d %s", status, body)
+	}
+	var posted postEventsResponse
+	if err := json.Unmarshal(body, &posted); err != nil {
+		t.Fatal(err)
+	}
+	checkSKUs(t, base, "shop-v1", posted.LastSeq, map[string]map[string]any{"fan": {"on_hand": 1, "committed": 2}})
+	alertsBefore := alertStreamMsgs(t, first)
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	dbURL := testDatabaseURL(t)
+	makeV1Schema(t, dbURL, posted.LastSeq)
+	waitFor(2 * time.Second) // past the duplicate window
+	second := startTestService(t, dbURL, opts)
+	base = "http://" + second.httpAddr
+	checkSKUs(t, base, "shop-v1", posted.LastSeq, map[string]map[string]any{
+		"fan": {"listed": 0, "on_hand": 1, "committed": 2, "available": -1, "sellable": 0, "open_orders": 1, "last_seq": posted.LastSeq},
+	})
+	outboxDrained(t, dbURL)
+	if n := alertStreamMsgs(t, second); n != alertsBefore {
+		t.Errorf("alert stream holds %d messages after the rebuild, %d before: the rebuild published old changes again", n, alertsBefore)
+	}
+}
+
+// makeV1Schema lays out the read model as the first contract left it, with
+// its checkpoint at last and a SKU row no v2 fold would write.
+func makeV1Schema(t *testing.T, dbURL string, last uint64) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	root := repoRoot(t)
+	if _, err := conn.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for v, name := range []string{"001_init.sql", "002_pace.sql", "003_state_bytes.sql"} {
+		sql, err := os.ReadFile(filepath.Join(root, "projections", "migrations", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, string(sql)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations VALUES ($1, now())`, v+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO checkpoints VALUES ('ledger-projector', $1)`, int64(last)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `INSERT INTO skus (shop, sku, state, title, status, sales_form, ship_within_hours, ship_within_days, price_fen,
+		listed, on_hand, committed, available, capacity, presale_committed, capacity_left, open_orders, late_orders,
+		exposure_fen, open_alerts, last_seq, updated_at)
+		VALUES ('shop-v1', 'fan', '\x7b7d', 'v1', 'listed', 'spot', 48, 0, 1, 99, 99, 0, 99, 0, 0, 0, 0, 0, 0, 0, $1, now())`,
+		int64(last))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// alertStreamMsgs counts the messages of the alert stream once the last
+// change of every alert a fresh fold of the stream raises is there.
+func alertStreamMsgs(t *testing.T, svc *service) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(svc.ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := consumertest.Read(ctx, js, projections.FoldConfig{SelloutSoon: projections.DefaultSelloutSoon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing, err := l.WaitAlertsPublished(ctx, js); err != nil || len(missing) > 0 {
+		t.Fatalf("alert changes not published: %v %v", missing, err)
+	}
+	st, err := js.Stream(ctx, "STOCK_ALERTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.CachedInfo().State.Msgs
+}
+
+// outboxDrained waits until the Postgres read model's alert outbox is empty:
+// the publisher has published or passed over every change committed.
+func outboxDrained(t *testing.T, dbURL string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM alert_outbox`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alert outbox still holds %d changes", n)
+		}
+		waitFor(50 * time.Millisecond)
 	}
 }

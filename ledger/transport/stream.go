@@ -22,12 +22,12 @@ const (
 // natural key once, however late its re-send (ledger.Event.Key); the window
 // only keeps repeats out of the stream.
 const (
-	// DefaultEventDuplicateWindow is the event stream's window when
-	// StreamOptions.DuplicateWindow is zero.
+	// DefaultEventDuplicateWindow is the window of the event and alert
+	// streams when StreamOptions.DuplicateWindow is zero. The alert
+	// outbox's re-sends after a crash come within seconds.
 	DefaultEventDuplicateWindow = 30 * time.Second
-	// DuplicateWindow is the window of the alert and dead-letter streams,
-	// whose publishers re-send after a crash (the alert outbox, dead
-	// letters of a batch folded again).
+	// DuplicateWindow is the window of the dead-letter stream, whose
+	// messages are few.
 	DuplicateWindow = 2 * time.Minute
 )
 
@@ -53,8 +53,8 @@ type StreamOptions struct {
 	// quarter of it, the dead-letter stream a sixteenth. JetStream reserves
 	// these bounds against the server's storage at stream creation.
 	EventMaxBytes int64
-	// DuplicateWindow is the event stream's duplicate window; zero means
-	// DefaultEventDuplicateWindow.
+	// DuplicateWindow is the duplicate window of the event and alert
+	// streams; zero means DefaultEventDuplicateWindow.
 	DuplicateWindow time.Duration
 	// Partitions splits the event stream by shop: with n ≥ 2 the stream
 	// stores stock.events.<shop>.<sku> as stock.events.<p>.<shop>.<sku>,
@@ -68,7 +68,7 @@ type StreamOptions struct {
 // about 40 million events of 200 bytes.
 const DefaultEventMaxBytes = 8 << 30
 
-func (o StreamOptions) eventDuplicates() time.Duration {
+func (o StreamOptions) eventDuplicates() time.Duration { // of the event and alert streams
 	if o.DuplicateWindow <= 0 {
 		return DefaultEventDuplicateWindow
 	}
@@ -130,7 +130,7 @@ func AlertStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		MaxBytes:    o.eventMaxBytes() / 4,
 		MaxMsgs:     -1,
 		MaxMsgSize:  16 << 10,
-		Duplicates:  DuplicateWindow,
+		Duplicates:  o.eventDuplicates(),
 		Replicas:    replicas(o),
 		AllowDirect: true,
 	}
