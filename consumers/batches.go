@@ -386,6 +386,7 @@ type gapError struct {
 	consumer  bool // consumer (delivery) sequences, not stream sequences
 }
 
+// Error says which sequence was expected and which came.
 func (g *gapError) Error() string {
 	if g.consumer {
 		return fmt.Sprintf("delivery gap: expected consumer sequence %d, got %d", g.want, g.got)

@@ -19,6 +19,7 @@ type RuleError struct {
 	Rule  string
 }
 
+// Error names the event, the field, the value and the rule.
 func (e *RuleError) Error() string {
 	return fmt.Sprintf("event %d: %s %s: %s", e.Index, e.Field, e.Value, e.Rule)
 }

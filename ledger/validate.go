@@ -60,6 +60,7 @@ type FieldError struct {
 	Rule  string `json:"rule"`
 }
 
+// Error names the field, the value and the rule.
 func (e *FieldError) Error() string {
 	if e.Value == "" {
 		return fmt.Sprintf("%s: %s", e.Field, e.Rule)

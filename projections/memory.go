@@ -17,6 +17,7 @@ var ErrOutboxFull = errOutboxFull{}
 
 type errOutboxFull struct{}
 
+// Error says the outbox is full.
 func (errOutboxFull) Error() string { return "alert outbox full: alerts are not being published" }
 
 // MemoryStore is the in-memory read model. It is lost with the process and

@@ -59,7 +59,7 @@ type config struct {
 	StreamBytes int64
 	// DuplicateWindow is the event stream's duplicate window.
 	DuplicateWindow time.Duration
-	LogLevel    slog.Level
+	LogLevel        slog.Level
 	// SelloutSoon is the sellout_soon threshold; zero disables the alert.
 	SelloutSoon time.Duration
 	// TokensFile lists bearer tokens and their shops (auth.go).

@@ -886,35 +886,18 @@ func testOutbox(t *testing.T, s projections.Store) {
 		restock("shop", "a", at(3*time.Minute), 4))
 	f.commit()
 
-	check := func(when string, got, want []projections.OutboxAlert) {
-		t.Helper()
-		if len(got) != len(want) {
-			t.Fatalf("%s: got %d outbox entries, want %d", when, len(got), len(want))
-		}
-		for i := range got {
-			if i > 0 && got[i].ID <= got[i-1].ID {
-				t.Errorf("%s[%d]: id %d after %d, want increasing", when, i, got[i].ID, got[i-1].ID)
-			}
-			if got[i].Checkpoint != want[i].Checkpoint {
-				t.Errorf("%s[%d]: checkpoint %d, want %d", when, i, got[i].Checkpoint, want[i].Checkpoint)
-			}
-			if g, w := normAlert(got[i].Alert), normAlert(want[i].Alert); !reflect.DeepEqual(g, w) {
-				t.Errorf("%s[%d]:\n got %s\nwant %s", when, i, alertString(g), alertString(w))
-			}
-		}
-	}
 	all := mustPending(t, s, readAll)
-	check("PendingAlerts", all, f.outbox)
+	checkOutbox(t, "PendingAlerts", all, f.outbox)
 	if len(all) < 5 {
 		t.Fatalf("setup: %d outbox entries, want at least 5", len(all))
 	}
-	check("PendingAlerts(2)", mustPending(t, s, 2), f.outbox[:2])
+	checkOutbox(t, "PendingAlerts(2)", mustPending(t, s, 2), f.outbox[:2])
 
 	if err := s.DeletePendingAlerts(ctx, all[1].ID); err != nil {
 		t.Fatalf("DeletePendingAlerts(%d): %v", all[1].ID, err)
 	}
 	rest := mustPending(t, s, readAll)
-	check("PendingAlerts after deleting two", rest, f.outbox[2:])
+	checkOutbox(t, "PendingAlerts after deleting two", rest, f.outbox[2:])
 	if len(rest) > 0 && rest[0].ID != all[2].ID {
 		t.Errorf("first entry after deleting two: id %d, want %d", rest[0].ID, all[2].ID)
 	}
@@ -935,11 +918,31 @@ func testOutbox(t *testing.T, s projections.Store) {
 	f.apply(restock("shop", "a", at(4*time.Minute), 10))
 	f.commit()
 	got := mustPending(t, s, readAll)
-	check("PendingAlerts after a new batch", got, f.outbox[before:])
+	checkOutbox(t, "PendingAlerts after a new batch", got, f.outbox[before:])
 	if len(got) == 0 || got[0].ID <= last {
 		t.Errorf("new outbox entries %v: want ids after %d", got, last)
 	}
 	checkAlerts(t, "Alerts", mustAlerts(t, s, projections.AlertFilter{Shop: "shop"}), f.wantAlerts(projections.AlertFilter{Shop: "shop"}))
+}
+
+// checkOutbox compares outbox entries with the changes wanted, in order,
+// with increasing ids.
+func checkOutbox(t *testing.T, when string, got, want []projections.OutboxAlert) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: got %d outbox entries, want %d", when, len(got), len(want))
+	}
+	for i := range got {
+		if i > 0 && got[i].ID <= got[i-1].ID {
+			t.Errorf("%s[%d]: id %d after %d, want increasing", when, i, got[i].ID, got[i-1].ID)
+		}
+		if got[i].Checkpoint != want[i].Checkpoint {
+			t.Errorf("%s[%d]: checkpoint %d, want %d", when, i, got[i].Checkpoint, want[i].Checkpoint)
+		}
+		if g, w := normAlert(got[i].Alert), normAlert(want[i].Alert); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s[%d]:\n got %s\nwant %s", when, i, alertString(g), alertString(w))
+		}
+	}
 }
 
 func testDueSKUs(t *testing.T, s projections.Store) {
@@ -999,42 +1002,12 @@ func testDueSKUs(t *testing.T, s projections.Store) {
 // testConcurrentReads commits batches while readers read; every state a
 // reader sees must be one that was committed whole (run with -race).
 func testConcurrentReads(t *testing.T, s projections.Store) {
-	ctx := t.Context()
 	skus := []string{"c1", "c2", "c3"}
-
-	var mu sync.Mutex
-	views := make(map[projections.SKUKey]map[uint64]projections.View) // committed views by last_seq
-	record := func(b *projections.Batch) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, sk := range b.SKUs {
-			k := projections.SKUKey{Shop: sk.Shop, SKU: sk.SKU}
-			if views[k] == nil {
-				views[k] = make(map[uint64]projections.View)
-			}
-			views[k][sk.LastSeq] = normView(sk.View())
-		}
-	}
-	committedView := func(v projections.View) (projections.View, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		w, ok := views[projections.SKUKey{Shop: v.Shop, SKU: v.SKU}][v.LastSeq]
-		return w, ok
-	}
-	checkSeen := func(what string, v projections.View) bool {
-		w, ok := committedView(v)
-		if !ok || !reflect.DeepEqual(normView(v), w) {
-			t.Errorf("%s: read a view never committed: %+v", what, v)
-			return false
-		}
-		return true
-	}
-
+	seen := &committedViews{views: make(map[projections.SKUKey]map[uint64]projections.View)}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for r := range concurrentReaders {
 		wg.Go(func() {
-			var last uint64
 			for i := 0; ; i++ {
 				if i > 0 {
 					select {
@@ -1043,53 +1016,7 @@ func testConcurrentReads(t *testing.T, s projections.Store) {
 					default:
 					}
 				}
-				cp, err := s.Checkpoint(ctx, "p")
-				if err != nil {
-					t.Errorf("reader %d: Checkpoint: %v", r, err)
-					return
-				}
-				if cp < last {
-					t.Errorf("reader %d: checkpoint went back from %d to %d", r, last, cp)
-					return
-				}
-				last = cp
-				sku := skus[(r+i)%len(skus)]
-				if v, err := s.SKU(ctx, "c", sku); err == nil {
-					if !checkSeen(fmt.Sprintf("reader %d: SKU", r), v) {
-						return
-					}
-				} else if !errors.Is(err, projections.ErrNotFound) {
-					t.Errorf("reader %d: SKU(c, %s): %v", r, sku, err)
-					return
-				}
-				loaded, err := s.LoadSKU(ctx, "c", sku)
-				if err != nil {
-					t.Errorf("reader %d: LoadSKU(c, %s): %v", r, sku, err)
-					return
-				}
-				if loaded != nil && !checkSeen(fmt.Sprintf("reader %d: LoadSKU().View()", r), loaded.View()) {
-					return
-				}
-				vs, err := s.SKUs(ctx, "c")
-				if err != nil {
-					t.Errorf("reader %d: SKUs: %v", r, err)
-					return
-				}
-				for _, v := range vs {
-					if !checkSeen(fmt.Sprintf("reader %d: SKUs", r), v) {
-						return
-					}
-				}
-				if _, err := s.Alerts(ctx, projections.AlertFilter{Shop: "c"}); err != nil {
-					t.Errorf("reader %d: Alerts: %v", r, err)
-					return
-				}
-				if _, err := s.PendingAlerts(ctx, 10); err != nil {
-					t.Errorf("reader %d: PendingAlerts: %v", r, err)
-					return
-				}
-				if _, err := s.DueSKUs(ctx, at(100*time.Hour), 10); err != nil {
-					t.Errorf("reader %d: DueSKUs: %v", r, err)
+				if !readOnce(t, s, seen, r, skus[(r+i)%len(skus)]) {
 					return
 				}
 			}
@@ -1098,7 +1025,7 @@ func testConcurrentReads(t *testing.T, s projections.Store) {
 
 	f := newFeed(t, s, "p")
 	commit := func() {
-		record(f.batch())
+		seen.record(f.batch())
 		f.commit()
 	}
 	for i, sku := range skus {
@@ -1121,4 +1048,106 @@ func testConcurrentReads(t *testing.T, s projections.Store) {
 	for _, sku := range skus {
 		checkSameSKU(t, s, mustLoad(t, s, "c", sku), f.sku("c", sku))
 	}
+}
+
+// committedViews records every view a test committed, by SKU and last_seq,
+// so that readers can tell a committed view from one never committed.
+type committedViews struct {
+	mu    sync.Mutex
+	views map[projections.SKUKey]map[uint64]projections.View
+	// last is each reader's last checkpoint read.
+	last map[int]uint64
+}
+
+func (c *committedViews) record(b *projections.Batch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, sk := range b.SKUs {
+		k := projections.SKUKey{Shop: sk.Shop, SKU: sk.SKU}
+		if c.views[k] == nil {
+			c.views[k] = make(map[uint64]projections.View)
+		}
+		c.views[k][sk.LastSeq] = normView(sk.View())
+	}
+}
+
+// check reports whether v is a view the test committed; if not it fails t.
+func (c *committedViews) check(t *testing.T, what string, v projections.View) bool {
+	c.mu.Lock()
+	w, ok := c.views[projections.SKUKey{Shop: v.Shop, SKU: v.SKU}][v.LastSeq]
+	c.mu.Unlock()
+	if !ok || !reflect.DeepEqual(normView(v), w) {
+		t.Errorf("%s: read a view never committed: %+v", what, v)
+		return false
+	}
+	return true
+}
+
+// checkpointMoves records reader r's checkpoint read and reports whether it
+// did not go back.
+func (c *committedViews) checkpointMoves(t *testing.T, r int, cp uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == nil {
+		c.last = make(map[int]uint64)
+	}
+	if cp < c.last[r] {
+		t.Errorf("reader %d: checkpoint went back from %d to %d", r, c.last[r], cp)
+		return false
+	}
+	c.last[r] = cp
+	return true
+}
+
+// readOnce is one round of reader r: every read a store serves while a
+// projector commits, each checked; false when one failed.
+func readOnce(t *testing.T, s projections.Store, seen *committedViews, r int, sku string) bool {
+	ctx := t.Context()
+	cp, err := s.Checkpoint(ctx, "p")
+	if err != nil {
+		t.Errorf("reader %d: Checkpoint: %v", r, err)
+		return false
+	}
+	if !seen.checkpointMoves(t, r, cp) {
+		return false
+	}
+	if v, err := s.SKU(ctx, "c", sku); err == nil {
+		if !seen.check(t, fmt.Sprintf("reader %d: SKU", r), v) {
+			return false
+		}
+	} else if !errors.Is(err, projections.ErrNotFound) {
+		t.Errorf("reader %d: SKU(c, %s): %v", r, sku, err)
+		return false
+	}
+	loaded, err := s.LoadSKU(ctx, "c", sku)
+	if err != nil {
+		t.Errorf("reader %d: LoadSKU(c, %s): %v", r, sku, err)
+		return false
+	}
+	if loaded != nil && !seen.check(t, fmt.Sprintf("reader %d: LoadSKU().View()", r), loaded.View()) {
+		return false
+	}
+	vs, err := s.SKUs(ctx, "c")
+	if err != nil {
+		t.Errorf("reader %d: SKUs: %v", r, err)
+		return false
+	}
+	for _, v := range vs {
+		if !seen.check(t, fmt.Sprintf("reader %d: SKUs", r), v) {
+			return false
+		}
+	}
+	if _, err := s.Alerts(ctx, projections.AlertFilter{Shop: "c"}); err != nil {
+		t.Errorf("reader %d: Alerts: %v", r, err)
+		return false
+	}
+	if _, err := s.PendingAlerts(ctx, 10); err != nil {
+		t.Errorf("reader %d: PendingAlerts: %v", r, err)
+		return false
+	}
+	if _, err := s.DueSKUs(ctx, at(100*time.Hour), 10); err != nil {
+		t.Errorf("reader %d: DueSKUs: %v", r, err)
+		return false
+	}
+	return true
 }
