@@ -38,13 +38,8 @@ func (v view) real() int64 {
 
 type alert = projections.Alert
 
-func yuan(fen int64) string {
-	sign := ""
-	if fen < 0 {
-		sign, fen = "-", -fen
-	}
-	return fmt.Sprintf("%s¥%d.%02d", sign, fen/100, fen%100)
-}
+// yuan formats fen as people read money.
+func yuan(fen int64) string { return projections.Yuan(fen) }
 
 func sellout(v view) string {
 	if v.SelloutETA == nil {
@@ -63,7 +58,7 @@ var sendFields = []struct {
 	flag, field, help string
 	number            bool
 }{
-	{"type", "type", "event type: listing, delisting, stock_set, restock, sale, cancel, shipment, recount, capacity_confirmed", false},
+	{"type", "type", "event type: listing, delisting, stock_set, safety_stock_set, restock, sale, cancel, shipment, return, promise_changed, recount, capacity_confirmed", false},
 	{"shop", "shop", "shop", false},
 	{"sku", "sku", "sku", false},
 	{"id", "id", "event id (UUID; assigned by ledgerd when absent)", false},
@@ -74,10 +69,17 @@ var sendFields = []struct {
 	{"sales-form", "sales_form", "listing: spot or presale", false},
 	{"ship-within-hours", "ship_within_hours", "listing (spot): 24, 48 or 72", true},
 	{"ship-within-days", "ship_within_days", "listing (presale): 4 to 90", true},
-	{"order-id", "order_id", "sale, cancel, shipment: order id", false},
-	{"qty", "qty", "sale, restock, capacity_confirmed: units", true},
+	{"order-id", "order_id", "sale, cancel, shipment, return, promise_changed: the order (a line is shop, sku, order)", false},
+	{"parent-order-id", "parent_order_id", "sale: the parent order the line belongs to", false},
+	{"qty", "qty", "sale, restock, capacity_confirmed, safety_stock_set, return: units; cancel, shipment: part of the line (with -refund-id or -waybill)", true},
 	{"unit-price-fen", "unit_price_fen", "sale: unit price in fen", true},
 	{"live-id", "live_id", "sale: live session", false},
+	{"ship-by", "ship_by", "sale: the platform's promised ship time; promise_changed: the new one (RFC 3339)", false},
+	{"refund-id", "refund_id", "cancel: the refund of part of a line (with -qty)", false},
+	{"waybill", "waybill", "shipment: the package of part of a line (with -qty)", false},
+	{"return-id", "return_id", "return: the buyer's return", false},
+	{"restocked", "restocked", "return: units back on the shelf (default: all)", true},
+	{"receipt-id", "receipt_id", "restock: the goods receipt (applied once)", false},
 	{"counted", "counted", "recount: units counted", true},
 	{"counted-by", "counted_by", "recount: who counted", false},
 	{"supplier", "supplier", "capacity_confirmed: supplier", false},
@@ -290,8 +292,11 @@ func (c *cli) sku(ctx context.Context, args []string) error {
 	row("available", v.Available)
 	row("capacity", v.Capacity)
 	row("presale committed", v.PresaleCommitted)
+	row("presale shipped", v.PresaleShipped)
 	row("capacity left", v.CapacityLeft)
-	row("open / late orders", fmt.Sprintf("%d / %d", v.OpenOrders, v.LateOrders))
+	row("safety stock", v.SafetyStock)
+	row("sellable (platform should show)", v.Sellable)
+	row("open / late order lines", fmt.Sprintf("%d / %d", v.OpenOrders, v.LateOrders))
 	row("money at risk", yuan(v.ExposureFen))
 	row("open alerts", v.OpenAlerts)
 	row("pace", fmt.Sprintf("%d per hour", v.PacePerHour))
@@ -328,13 +333,13 @@ func (c *cli) stock(ctx context.Context, args []string) error {
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	tw := c.table()
-	fmt.Fprintln(tw, "SKU\tSTATUS\tFORM\tLISTED\tREAL\tON_HAND\tCOMMITTED\tCAPACITY\tOPEN\tLATE\tAT_RISK\tPACE/H\tSELLOUT\tALERTS")
+	fmt.Fprintln(tw, "SKU\tSTATUS\tFORM\tLISTED\tSELLABLE\tREAL\tON_HAND\tCOMMITTED\tCAPACITY\tOPEN\tLATE\tAT_RISK\tPACE/H\tSELLOUT\tALERTS")
 	for _, v := range r.SKUs {
 		so := "-"
 		if v.SelloutETA != nil {
 			so = v.SelloutETA.Local().Format("15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%d\n", v.SKU, v.Status, v.SalesForm, v.Listed, v.real(),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%d\n", v.SKU, v.Status, v.SalesForm, v.Listed, v.Sellable, v.real(),
 			v.OnHand, v.Committed, v.Capacity, v.OpenOrders, v.LateOrders, yuan(v.ExposureFen), v.PacePerHour, so, v.OpenAlerts)
 	}
 	return tw.Flush()

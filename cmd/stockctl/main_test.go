@@ -145,6 +145,31 @@ func mustCtl(t *testing.T, base, stdin string, args ...string) string {
 	return out
 }
 
+// TestSendContractV2 sends the events of contract v2 by flags: a line
+// shipped in part by waybill, a return with a unit restocked, a receipt
+// sent twice (applied once), a safety stock; and reads the figures back.
+func TestSendContractV2(t *testing.T) {
+	base, _ := startLedgerd(t)
+	send := func(args ...string) {
+		mustCtl(t, base, "", append([]string{"send", "-shop", "shop-v2", "-sku", "mat"}, args...)...)
+	}
+	send("-type", "listing", "-title", "Mat", "-price-fen", "4500", "-stock", "10", "-sales-form", "spot", "-ship-within-hours", "48")
+	send("-type", "sale", "-order-id", "o1", "-parent-order-id", "p1", "-qty", "3", "-unit-price-fen", "4500", "-ship-by", time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	send("-type", "shipment", "-order-id", "o1", "-qty", "2", "-waybill", "SF-1")
+	send("-type", "return", "-order-id", "o1", "-qty", "1", "-return-id", "RT-1", "-restocked", "1")
+	send("-type", "restock", "-qty", "2", "-receipt-id", "GR-1")
+	send("-type", "restock", "-qty", "2", "-receipt-id", "GR-1") // a duplicate: not stored
+	send("-type", "safety_stock_set", "-qty", "4")
+	out := mustCtl(t, base, "", "sku", "shop-v2", "mat", "-min-seq", "6")
+	// on hand 10 − 2 shipped + 1 returned + 2 received = 11; 1 committed;
+	// sellable 11 − 1 − 4 = 6.
+	for _, want := range []string{"on hand  *11\n", "committed  *1\n", "safety stock  *4\n", "sellable \\(platform should show\\)  *6\n", "listed \\(platform\\)  *7\n"} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("sku after the v2 events: want %q in\n%s", want, out)
+		}
+	}
+}
+
 // TestStockctl drives every command against the running service.
 func TestStockctl(t *testing.T) {
 	base, _ := startLedgerd(t)
@@ -194,8 +219,8 @@ func TestStockctl(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "SKU") || !strings.Contains(lines[1], "tea") {
 		t.Fatalf("stock table:\n%s", out)
 	}
-	if f := strings.Fields(lines[1]); f[3] != "0" || f[4] != "-2" || f[10] != "¥27.00" {
-		t.Errorf("stock row %q: want listed 0, real -2, at risk ¥27.00 (one 3-unit order unshipped: 30%% of ¥90)", lines[1])
+	if f := strings.Fields(lines[1]); f[3] != "0" || f[4] != "0" || f[5] != "-2" || f[11] != "¥27.00" {
+		t.Errorf("stock row %q: want listed 0, sellable 0, real -2, at risk ¥27.00 (one 3-unit line unshipped: 30%% of ¥90)", lines[1])
 	}
 	out = mustCtl(t, base, "", "sku", shop, "tea", "-json")
 	var v view
