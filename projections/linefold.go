@@ -61,9 +61,6 @@ func (s *SKU) sale(seq uint64, e *ledger.Event, changes []Alert) []Alert {
 	qty := ledger.Value(e.Qty)
 	l.ParentOrderID, l.Qty, l.UnitPriceFen, l.SalesForm = e.ParentOrderID, qty, e.UnitPriceFen, form
 	l.SoldAt, l.ShipBy, l.Seq = e.At.UTC(), shipBy.UTC(), seq
-	if shipBy.IsZero() {
-		l.ShipBy = time.Time{}
-	}
 	l.Promise = Slot{At: e.At.UTC(), IDs: []string{e.ID}}
 	s.touch(l)
 	s.Pace.add(e.At, qty)
@@ -100,10 +97,11 @@ func (s *SKU) lineEvent(seq uint64, e *ledger.Event, changes []Alert) []Alert {
 			return changes // applied before
 		}
 		l.Docs = append(l.Docs, key)
+		s.touch(l)
 	}
-	s.touch(l)
 	if !l.sold() {
 		l.Early = append(l.Early, earlyOf(seq, e))
+		s.touch(l)
 		return changes
 	}
 	return s.lineChange(l, seq, e, false, changes)

@@ -219,7 +219,9 @@ func (s *SKU) Apply(seq uint64, e *ledger.Event) ([]Alert, error) {
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	s.LastSeq = seq
-	s.UpdatedAt = e.At.UTC()
+	if e.At.After(s.UpdatedAt) {
+		s.UpdatedAt = e.At.UTC() // never back: a late re-send changes nothing
+	}
 	s.Pace.observe(e.At)
 	// Time passes with the events: lines due before this one happened are late.
 	changes := s.advance(e.At, nil)

@@ -143,7 +143,7 @@ func publishProbes(ctx context.Context, g *generator, pub *transport.Publisher, 
 	defer t.Stop()
 	begin := time.Now()
 	count := 0
-	buf := make([]ledger.Event, 0, perTick+8)
+	buf := make([]ledger.Event, 0, perTick+stepEventsMax)
 	for time.Since(begin).Seconds() < seconds {
 		select {
 		case <-ctx.Done():

@@ -23,10 +23,13 @@ const (
 // benchE2E publishes the feed through the ledger's publisher as fast as it
 // goes and waits until the projector has applied every event.
 func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *transport.Publisher, proj *consumers.Projector, alerts *alertWatch, r *modeResult) error {
-	var last atomic.Uint64
+	var last, dups atomic.Uint64
 	onAck := func(_ ledger.Event, a transport.Ack, _ time.Time) {
 		if a.Seq > last.Load() {
 			last.Store(a.Seq)
+		}
+		if a.Duplicate {
+			dups.Add(1) // a re-send within the stream's duplicate window
 		}
 	}
 	r.RSSMB, r.LiveHeapMB, r.OrdersHeld = map[string]float64{}, map[string]float64{}, map[string]int64{}
@@ -68,7 +71,7 @@ func benchE2E(ctx context.Context, bc benchConfig, g *generator, pub *transport.
 	if err != nil {
 		return err
 	}
-	r.E2EEvents = last.Load()
+	r.E2EEvents, r.E2EDuplicates = last.Load(), dups.Load()
 	r.E2EEPS = float64(n) / elapsed.Seconds()
 	r.RSSMB[fmt.Sprintf("%d (end)", r.E2EEvents)] = rssMB("VmRSS")
 	r.LiveHeapMB[fmt.Sprintf("%d (end)", r.E2EEvents)] = liveHeapMB()

@@ -77,16 +77,23 @@ type hotrowSale struct {
 }
 
 // hotrowSales takes the sales of g's feed, enough for seconds of the phase
-// and at most hotrowSalesMax.
+// and at most hotrowSalesMax. A re-sent sale is left out: the baseline
+// applies each order line once, as if it kept the keys for free.
 func hotrowSales(g *generator, seconds float64) []hotrowSale {
 	var sales []hotrowSale
-	buf := make([]ledger.Event, 0, 8)
+	seen := make(map[string]struct{}) // at most hotrowSalesMax keys
+	buf := make([]ledger.Event, 0, stepEventsMax)
 	for len(sales) < hotrowSalesMax && len(sales) < int(seconds*50_000) {
 		buf = g.Next(buf[:0])
 		for _, e := range buf {
-			if e.Type == ledger.Sale {
-				sales = append(sales, hotrowSale{e.Shop + "/" + e.SKU, *e.Qty})
+			if e.Type != ledger.Sale {
+				continue
 			}
+			if _, ok := seen[e.Key()]; ok {
+				continue
+			}
+			seen[e.Key()] = struct{}{}
+			sales = append(sales, hotrowSale{e.Shop + "/" + e.SKU, *e.Qty})
 		}
 	}
 	return sales

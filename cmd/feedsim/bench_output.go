@@ -24,9 +24,12 @@ type modeResult struct {
 	RawSyncPublishEPS float64 `json:"raw_sync_publish_eps"`
 	E2EEPS            float64 `json:"e2e_eps"`
 	E2EEvents         uint64  `json:"e2e_events_applied"`
-	HotrowOps         float64 `json:"hotrow_ops"`
-	AlertP50MS        float64 `json:"alert_p50_ms"`
-	AlertP99MS        float64 `json:"alert_p99_ms"`
+	// E2EDuplicates counts the e2e phase's re-sends that the stream kept
+	// out (acknowledged as duplicates within its duplicate window).
+	E2EDuplicates uint64  `json:"e2e_duplicates"`
+	HotrowOps     float64 `json:"hotrow_ops"`
+	AlertP50MS    float64 `json:"alert_p50_ms"`
+	AlertP99MS    float64 `json:"alert_p99_ms"`
 	// AlertTargetEPS is the steady rate asked for: alertRate, or half the
 	// raw async publish rate when that is lower (sync on every write).
 	AlertTargetEPS float64 `json:"alert_target_eps"`
@@ -103,8 +106,8 @@ func printTable(w io.Writer, rep *benchReport, modes []string) {
 	tw.Flush()
 	for _, m := range modes {
 		r := rep.Modes[m]
-		fmt.Fprintf(w, "%s sizes: raw %d events, raw sync %.0fs, e2e %d events (%d applied incl. setup), hot row %.0fs × %d clients, alerts %.0fs at %.0f ev/s, rebuild %d events\n",
-			m, r.Sizes.RawEvents, r.Sizes.RawSyncSeconds, r.Sizes.E2EEvents, r.E2EEvents, r.Sizes.HotrowSeconds, r.Sizes.HotrowClients, r.Sizes.AlertSeconds, r.AlertTargetEPS, r.RebuildEvents)
+		fmt.Fprintf(w, "%s sizes: raw %d events, raw sync %.0fs, e2e %d events (%d applied incl. setup, %d re-sends kept out by the duplicate window), hot row %.0fs × %d clients, alerts %.0fs at %.0f ev/s, rebuild %d events\n",
+			m, r.Sizes.RawEvents, r.Sizes.RawSyncSeconds, r.Sizes.E2EEvents, r.E2EEvents, r.E2EDuplicates, r.Sizes.HotrowSeconds, r.Sizes.HotrowClients, r.Sizes.AlertSeconds, r.AlertTargetEPS, r.RebuildEvents)
 		if len(r.RSSMB) > 0 {
 			fmt.Fprintf(w, "%s rss_mb_at_events: %v\n", m, r.RSSMB)
 			fmt.Fprintf(w, "%s live_heap_mb_at_events: %v\n", m, r.LiveHeapMB)

@@ -47,7 +47,13 @@ func benchRaw(ctx context.Context, bc benchConfig, nc *nats.Conn, r *modeResult)
 	if r.RawPublishEPS, err = rawPublishAsync(ctx, js, feed, n); err != nil {
 		return err
 	}
-	if r.RawReadEPS, err = rawReadBack(ctx, stream, n); err != nil {
+	// The stream keeps a re-send within its duplicate window out: read
+	// back what it stored.
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s info: %w", rawStream, err)
+	}
+	if r.RawReadEPS, err = rawReadBack(ctx, stream, int(info.State.Msgs)); err != nil {
 		return err
 	}
 	// Synchronous, one message at a time: what a feed without batching or

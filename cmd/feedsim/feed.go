@@ -40,9 +40,11 @@ func genFlags(fs *flag.FlagSet, c *genConfig, start *string) {
 	fs.IntVar(&c.Shops, "shops", c.Shops, "number of shops")
 	fs.IntVar(&c.SKUsPerShop, "skus", c.SKUsPerShop, "SKUs per shop")
 	fs.Float64Var(&c.ZipfS, "zipf", c.ZipfS, "Zipf skew of SKU popularity (> 1)")
-	fs.IntVar(&c.DropEvery, "drop-every", c.DropEvery, "a link drop starts every N events")
-	fs.IntVar(&c.DropLen, "drop-len", c.DropLen, "a link drop lasts N events")
-	fs.Float64Var(&c.DropShare, "drop-share", c.DropShare, "share of sales the dropped link takes")
+	fs.IntVar(&c.DropEvery, "drop-every", c.DropEvery, "a link drop starts every N steps (about one event each)")
+	fs.IntVar(&c.DropLen, "drop-len", c.DropLen, "a link drop lasts N steps")
+	fs.Float64Var(&c.DropShare, "drop-share", c.DropShare, "share of orders the dropped link takes")
+	fs.Float64Var(&c.ResendShare, "resend-share", c.ResendShare, "share of events published again, identical, -resend-after steps later (a platform push repeated)")
+	fs.IntVar(&c.ResendAfter, "resend-after", c.ResendAfter, "steps (about one event each) until a re-send; when that is longer than the stream's 2-minute duplicate window at the rate used, the fold's once-forever rule keeps the re-send out")
 	fs.StringVar(start, "start", "", "event time of the first event, RFC 3339 (default: now); fix it for byte-identical feeds")
 }
 
@@ -165,11 +167,15 @@ func publishPaced(ctx context.Context, pub *transport.Publisher, g *generator, r
 		case <-t.C:
 		}
 		// A tick carries at most one publish call; what a tick cannot
-		// carry is not owed later (the rate is a bound, not a quota).
+		// carry is not owed later (the rate is a bound, not a quota). A
+		// step makes up to stepEventsMax events (a cart, a relist,
+		// re-sends): the rate counts events, not steps.
 		due = min(due+float64(rate)*tick.Seconds(), float64(ledger.MaxBatch))
 		buf = buf[:0]
-		for ; due >= 1 && len(buf) < ledger.MaxBatch-4; due-- {
+		for due >= 1 && len(buf) <= ledger.MaxBatch-stepEventsMax {
+			n := len(buf)
 			buf = g.Next(buf)
+			due -= float64(max(1, len(buf)-n))
 		}
 		if err := send(buf); err != nil {
 			return published, err

@@ -5,11 +5,18 @@
 //	feedsim bench [flags]  measure the ledger against the engine's limit and
 //	                       a hot-row Postgres design, in both durability modes
 //
-// The feed has several shops, SKU popularity skewed by a Zipf law, link drops
-// (one SKU takes most sales for a while), cancellations, shipments after a
-// delay, recounts that find shrinkage, and presale SKUs whose supplier
-// confirmations sometimes fall short. The same seed gives the same events
-// (with -start fixed, byte for byte).
+// The feed is shaped like the platforms' (contract v2): several shops, SKU
+// popularity skewed by a Zipf law, link drops (one SKU takes most orders for
+// a while), carts of several SKUs under one order id (some Douyin-style, with
+// a parent order id), lines of several units, sales with the platform's
+// ship_by, cancels of whole lines and partial refunds, shipments after a
+// delay, whole or in packages with waybills, delay filings that move a
+// line's promise, returns after shipment (some units failing inspection),
+// restocks with goods receipts, recounts that find shrinkage, safety stock,
+// presale SKUs whose supplier confirmations sometimes fall short, and
+// re-sends: a share of events published again, identical, long after (as
+// platform pushes repeat). The same seed gives the same events (with -start
+// fixed, byte for byte).
 package main
 
 import (
