@@ -108,7 +108,7 @@ func parseBenchFlags(args []string, getenv func(string) string) (benchConfig, er
 	fs.IntVar(&bc.sz.RawEvents, "raw-events", 0, "events of the raw publish phase (0: by -quick and mode)")
 	fs.IntVar(&bc.sz.HotrowClients, "hotrow-clients", 32, fmt.Sprintf("concurrent clients of the hot-row baseline, at most %d", hotrowClientsMax))
 	fs.StringVar(&bc.cpuProfile, "cpuprofile", "", "write a CPU profile of each mode's end-to-end and rebuild phases to FILE.<mode>")
-	fs.DurationVar(&bc.dupWindow, "dup-window", 0, "diagnostic: the event stream's duplicate window instead of the ledger's "+transport.DuplicateWindow.String()+" (its message ids are held in memory)")
+	fs.DurationVar(&bc.dupWindow, "dup-window", 0, "diagnostic: the event stream's duplicate window instead of the ledger's default "+transport.DefaultEventDuplicateWindow.String()+" (its message ids are held in memory)")
 	if err := fs.Parse(args); err != nil {
 		return bc, err
 	}

@@ -108,8 +108,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.Sync != syncInterval && c.Sync != syncAlways {
 		return c, fmt.Errorf("LEDGER_SYNC %q: must be %s or %s", c.Sync, syncInterval, syncAlways)
 	}
-	if c.DuplicateWindow < duplicateWindowMin || c.DuplicateWindow > duplicateWindowMax {
-		return c, fmt.Errorf("LEDGER_DUPLICATE_WINDOW %s: must be from %s to %s", c.DuplicateWindow, duplicateWindowMin, duplicateWindowMax)
+	if err := checkDuration("LEDGER_DUPLICATE_WINDOW", c.DuplicateWindow, duplicateWindowMin, duplicateWindowMax); err != nil {
+		return c, err
 	}
 	if c.StreamBytes < 1<<20 {
 		return c, fmt.Errorf("LEDGER_STREAM_MAX_BYTES %d: must be at least 1 MiB (1048576)", c.StreamBytes)

@@ -36,7 +36,7 @@ const (
 )
 
 // envDuration reads a duration from the environment; a malformed value is
-// passed on as -1 so that validation names it.
+// passed on as badDuration so that validation names it.
 func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
 	v := getenv(name)
 	if v == "" {
@@ -44,9 +44,24 @@ func envDuration(getenv func(string) string, name string, def time.Duration) tim
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		return -1
+		return badDuration
 	}
 	return d
+}
+
+// badDuration stands for a setting that is not a duration.
+const badDuration time.Duration = -1
+
+// checkDuration refuses a duration setting outside [lo, hi], or one that
+// did not parse, naming the setting and the rule.
+func checkDuration(name string, d, lo, hi time.Duration) error {
+	if d == badDuration {
+		return fmt.Errorf("%s: must be a duration such as 30s or 2m, from %s to %s", name, lo, hi)
+	}
+	if d < lo || d > hi {
+		return fmt.Errorf("%s %s: must be from %s to %s", name, d, lo, hi)
+	}
+	return nil
 }
 
 // defaultInstance names this instance after its host (a container's host
@@ -71,8 +86,8 @@ func (c config) checkCluster() error {
 	if c.Partitions > 1 && c.Instance == "" {
 		return fmt.Errorf("LEDGER_INSTANCE: must not be empty with LEDGER_PARTITIONS %d", c.Partitions)
 	}
-	if c.LeaseTTL < leaseTTLMin || c.LeaseTTL > leaseTTLMax {
-		return fmt.Errorf("LEDGER_LEASE_TTL %s: must be from %s to %s", c.LeaseTTL, leaseTTLMin, leaseTTLMax)
+	if err := checkDuration("LEDGER_LEASE_TTL", c.LeaseTTL, leaseTTLMin, leaseTTLMax); err != nil {
+		return err
 	}
 	return nil
 }

@@ -186,7 +186,9 @@ func (s *service) openReadModel(ctx context.Context, met *metrics) (consumers.Op
 // model that persists, which never goes back.
 func (s *service) startTarget(ctx context.Context) (uint64, error) {
 	if s.cfg.DatabaseURL != "" {
-		return 0, nil
+		if rebuilding, err := s.rebuilding(ctx); err != nil || !rebuilding {
+			return 0, err
+		}
 	}
 	st, err := s.js.Stream(ctx, transport.EventStream)
 	if err != nil {
@@ -194,9 +196,33 @@ func (s *service) startTarget(ctx context.Context) (uint64, error) {
 	}
 	target := st.CachedInfo().State.LastSeq
 	if target > 0 {
-		s.log.Info("reads wait until the memory read model has applied the event stream as far as it goes", "target_seq", target)
+		s.log.Info("reads wait until the read model has applied the event stream as far as it goes", "target_seq", target)
 	}
 	return target, nil
+}
+
+// rebuilding reports whether a Postgres read model starts empty (new, or
+// emptied by a migration that rebuilds it): every projector's checkpoint is
+// 0. Then it is folded from the stream's first event, and reads wait for it
+// as a memory read model's do, rather than go back in time.
+func (s *service) rebuilding(ctx context.Context) (bool, error) {
+	names := []string{consumers.DefaultName}
+	if s.cfg.Partitions > 1 {
+		names = names[:0]
+		for part := range s.cfg.Partitions {
+			names = append(names, consumers.PartitionName(consumers.DefaultName, part))
+		}
+	}
+	for _, name := range names {
+		ckpt, err := s.store.Checkpoint(ctx, name)
+		if err != nil {
+			return false, fmt.Errorf("read checkpoint %s: %w", name, err)
+		}
+		if ckpt > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // newAPI wires the HTTP layer to the parts: each handler group gets only

@@ -29,7 +29,9 @@ const (
 // (target), no read is answered: no state older than one served before the
 // restart is ever served. A read model that persists (Postgres) resumes
 // from its checkpoint, never goes back, and has no target: the gate is
-// open from the start. Safe for concurrent use.
+// open from the start; unless it starts empty (new, or emptied by a
+// migration that rebuilds it), when it waits as a memory read model does.
+// Safe for concurrent use.
 type startGate struct {
 	progress progress
 	target   uint64
