@@ -24,6 +24,7 @@ type flight struct {
 	changed []*projections.SKU
 	views   [][]byte // JSON of changed[i]'s view, as committed
 	alerts  int
+	syncs   int // sync instructions
 	lastSeq uint64
 	stats   *BatchStats // nil for a sweep
 	// took (the write's own time, retries included) and err (its outcome)
@@ -48,11 +49,12 @@ type committer struct {
 	inflight *flight
 }
 
-// launch stages f's batch (views worked out and encoded once), clears the
+// launch stages f's batch (views worked out and encoded once; the alerts,
+// shops and sync instructions of res), clears the
 // dirty marks it captured and starts its write. Caller has landed the write
 // before (one in flight at a time). An error means nothing was started, and
 // the states f changed are ahead of the store.
-func (c *committer) launch(ctx context.Context, f *flight, alerts []projections.Alert) error {
+func (c *committer) launch(ctx context.Context, f *flight, res foldResult) error {
 	views := make([]projections.View, len(f.changed))
 	f.views = make([][]byte, len(f.changed))
 	for i, s := range f.changed {
@@ -64,7 +66,7 @@ func (c *committer) launch(ctx context.Context, f *flight, alerts []projections.
 		f.views[i] = data
 	}
 	write, err := c.store.Stage(&projections.Batch{Projector: c.name, PrevSeq: c.ckpt, LastSeq: f.lastSeq,
-		SKUs: f.changed, Views: views, Alerts: alerts})
+		SKUs: f.changed, Views: views, Alerts: res.alerts, Shops: res.shops, Sync: res.sync})
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,9 @@ type folder struct {
 	now      func() time.Time
 	cacheMax int
 	cache    map[projections.SKUKey]*projections.SKU
+	// shops are the healths of the shops folded here (one partition's
+	// shops: a shop never spans partitions), loaded when first named.
+	shops map[string]*projections.Shop
 	// heldSKUs and heldOrders count the SKU states cached and the order lines
 	// they hold, recounted at most every heldCountEvery (see held).
 	heldSKUs, heldOrders atomic.Int64
@@ -43,6 +46,7 @@ func newFolder(store projections.Writer, o Options) *folder {
 		store: store, cfg: o.Fold, now: o.Now, cacheMax: o.CacheMax,
 		own:   ownership{partitions: o.Partitions, part: o.Partition},
 		cache: make(map[projections.SKUKey]*projections.SKU),
+		shops: make(map[string]*projections.Shop),
 	}
 }
 
@@ -52,6 +56,26 @@ type foldResult struct {
 	alerts  []projections.Alert
 	applied map[ledger.Type]int
 	deads   []dead // refused: by the decoder first, then by the fold
+	// shops are the shops whose health changed, each once; sync the stock
+	// sync instructions the changed SKUs call for.
+	shops []*projections.Shop
+	sync  []projections.SyncInstruction
+}
+
+// shopChanges collects the shops a batch changed, each once.
+type shopChanges struct {
+	seen map[*projections.Shop]bool
+	list []*projections.Shop
+}
+
+func (sc *shopChanges) add(sh *projections.Shop) {
+	if sc.seen == nil {
+		sc.seen = make(map[*projections.Shop]bool)
+	}
+	if !sc.seen[sh] {
+		sc.seen[sh] = true
+		sc.list = append(sc.list, sh)
+	}
 }
 
 // folding is one event about to be folded into its SKU's state.
@@ -95,6 +119,9 @@ func (fo *folder) prepare(ctx context.Context, ds []delivery) ([]folding, []dead
 		if err != nil {
 			return nil, nil, err
 		}
+		if _, err := fo.shop(ctx, d.event.Shop); err != nil {
+			return nil, nil, err
+		}
 		recalls.Add(s, &d.event)
 		items = append(items, folding{d, s})
 	}
@@ -104,12 +131,18 @@ func (fo *folder) prepare(ctx context.Context, ds []delivery) ([]folding, []dead
 	return items, deads, nil
 }
 
-// apply folds each event into its SKU; an event the fold refuses becomes a
-// dead letter and changes nothing.
+// apply folds each event into its SKU, and the SKU's change into its
+// shop's health, event by event; an event the fold refuses becomes a dead
+// letter and changes nothing. Then each changed SKU is moved to the
+// projector's clock and asked what the platform should show (SKU.Sync).
+// Every shop a SKU names was loaded by prepare.
 func (fo *folder) apply(items []folding) foldResult {
 	res := foldResult{applied: make(map[ledger.Type]int)}
 	seen := make(map[*projections.SKU]bool)
+	var shops shopChanges
 	for _, it := range items {
+		sh := fo.shops[it.s.Shop]
+		before := it.s.Contribution()
 		as, err := it.s.Apply(it.d.seq, &it.d.event)
 		if err != nil {
 			res.deads = append(res.deads, dead{it.d.msg, it.d.seq, err.Error()})
@@ -117,6 +150,10 @@ func (fo *folder) apply(items []folding) foldResult {
 		}
 		res.applied[it.d.event.Type]++
 		res.alerts = append(res.alerts, as...)
+		if after := it.s.Contribution(); after != before {
+			res.alerts = append(res.alerts, sh.Add(it.d.seq, it.d.event.At, before, after)...)
+			shops.add(sh)
+		}
 		if !seen[it.s] {
 			seen[it.s] = true
 			res.changed = append(res.changed, it.s)
@@ -125,41 +162,81 @@ func (fo *folder) apply(items []folding) foldResult {
 	// A sale that arrives after its promise passed is late at once.
 	now := fo.now()
 	for _, s := range res.changed {
-		res.alerts = append(res.alerts, s.Advance(now)...)
+		res.alerts = append(res.alerts, fo.advance(s, now, &shops)...)
+		if in, ok := s.Sync(); ok {
+			res.sync = append(res.sync, in)
+		}
 	}
+	res.shops = shops.list
 	return res
 }
 
+// advance moves s to the clock now, and its shop by what that changed.
+func (fo *folder) advance(s *projections.SKU, now time.Time, shops *shopChanges) []projections.Alert {
+	sh := fo.shops[s.Shop]
+	before := s.Contribution()
+	as := s.Advance(now)
+	if after := s.Contribution(); after != before {
+		as = append(as, sh.Add(s.LastSeq, now, before, after)...)
+		shops.add(sh)
+	}
+	return as
+}
+
+// shop returns the cached health of a shop, else the store's, else a new
+// one.
+func (fo *folder) shop(ctx context.Context, name string) (*projections.Shop, error) {
+	if sh, ok := fo.shops[name]; ok {
+		return sh, nil
+	}
+	sh, err := fo.store.LoadShop(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("load shop %s: %w", name, err)
+	}
+	if sh == nil {
+		sh = projections.NewShop(name)
+	}
+	sh.Config = fo.cfg
+	fo.shops[name] = sh
+	return sh, nil
+}
+
 // sweep advances to now the clock of the SKUs of this projector's
-// partition whose ship promise may have passed (the store's DueSKUs) and
-// returns those that changed, with the alerts raised. On error nothing
-// changed: SKUs advanced before it are dropped from the cache.
-func (fo *folder) sweep(ctx context.Context) ([]*projections.SKU, []projections.Alert, error) {
+// partition whose ship promise may have passed (the store's DueSKUs), and
+// their shops' health, and returns what changed, with the alerts raised. On
+// error nothing changed: SKUs advanced before it are dropped from the cache
+// (and the shops with them).
+func (fo *folder) sweep(ctx context.Context) (foldResult, error) {
 	now := fo.now()
 	keys, err := fo.store.DueSKUs(ctx, now, sweepSKUsMax)
 	if err != nil {
-		return nil, nil, err
+		return foldResult{}, err
 	}
-	var changed []*projections.SKU
-	var alerts []projections.Alert
+	var res foldResult
+	var shops shopChanges
 	for _, k := range keys {
 		if !fo.own.owns(k.Shop) {
 			continue
 		}
 		s, err := fo.load(ctx, k)
+		if err == nil {
+			_, err = fo.shop(ctx, k.Shop)
+		}
 		if err != nil {
-			fo.drop(changed)
-			return nil, nil, err
+			fo.drop(res.changed)
+			return foldResult{}, err
 		}
 		before := s.NextDue
+		as := fo.advance(s, now, &shops)
 		// A SKU whose NextDue moved is written too, even with nothing late:
 		// else its stale NextDue keeps it among the candidates for ever.
-		if as := s.Advance(now); len(as) > 0 || len(s.DirtyLines()) > 0 || !s.NextDue.Equal(before) {
-			alerts = append(alerts, as...)
-			changed = append(changed, s)
+		if len(as) > 0 || len(s.DirtyLines()) > 0 || !s.NextDue.Equal(before) {
+			res.alerts = append(res.alerts, as...)
+			res.changed = append(res.changed, s)
 		}
 	}
-	return changed, alerts, nil
+	res.shops = shops.list
+	return res, nil
 }
 
 // load returns the cached state of SKU k, else the store's, else a new one.
@@ -179,17 +256,21 @@ func (fo *folder) load(ctx context.Context, k projections.SKUKey) (*projections.
 	return s, nil
 }
 
-// drop forgets SKU states changed by a sweep that did not commit: they are
-// reloaded from the store, as it last committed them.
+// drop forgets SKU states changed by a sweep that did not commit, and
+// their shops: they are reloaded from the store, as it last committed them.
 func (fo *folder) drop(changed []*projections.SKU) {
 	for _, s := range changed {
 		delete(fo.cache, projections.SKUKey{Shop: s.Shop, SKU: s.SKU})
+		delete(fo.shops, s.Shop)
 	}
 }
 
 // clear forgets every cached state, after a failure that leaves memory
 // ahead of the store.
-func (fo *folder) clear() { clear(fo.cache) }
+func (fo *folder) clear() {
+	clear(fo.cache)
+	clear(fo.shops)
+}
 
 // committed lets closed orders of the committed SKUs leave memory, and
 // trims the cache past cacheMax. keep are the SKUs of the batch folded

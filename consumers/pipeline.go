@@ -42,9 +42,9 @@ func (pr *Projector) apply(ctx context.Context, batch []jetstream.Msg, fresh []d
 	if err := pr.drain(ctx, res.changed); err != nil {
 		return err
 	}
-	f := &flight{batch: batch, changed: res.changed, alerts: len(res.alerts), lastSeq: lastSeq,
+	f := &flight{batch: batch, changed: res.changed, alerts: len(res.alerts), syncs: len(res.sync), lastSeq: lastSeq,
 		stats: &BatchStats{Messages: len(batch), Applied: res.applied}}
-	if err := pr.commits.launch(ctx, f, res.alerts); err != nil {
+	if err := pr.commits.launch(ctx, f, res); err != nil {
 		return pr.reset(ctx, err)
 	}
 	return nil
@@ -59,22 +59,22 @@ func (pr *Projector) sweep(ctx context.Context) error {
 	if err := pr.drain(ctx, nil); err != nil {
 		return err
 	}
-	changed, alerts, err := pr.folder.sweep(ctx)
+	res, err := pr.folder.sweep(ctx)
 	if err != nil {
 		pr.health.set(fmt.Errorf("sweep: %w", err))
 		return nil
 	}
-	if len(changed) == 0 {
+	if len(res.changed) == 0 {
 		return nil
 	}
-	f := &flight{changed: changed, alerts: len(alerts), lastSeq: pr.commits.ckpt}
-	if err := pr.commits.launch(ctx, f, alerts); err != nil {
+	f := &flight{changed: res.changed, alerts: len(res.alerts), lastSeq: pr.commits.ckpt}
+	if err := pr.commits.launch(ctx, f, res); err != nil {
 		return fmt.Errorf("sweep: %w", pr.reset(ctx, err))
 	}
 	if err := pr.drain(ctx, nil); err != nil {
 		return fmt.Errorf("sweep: %w", err)
 	}
-	pr.log.Info("ship promises passed", "skus", len(changed), "alerts", len(alerts))
+	pr.log.Info("ship promises passed", "skus", len(res.changed), "alerts", len(res.alerts))
 	return nil
 }
 

@@ -150,7 +150,8 @@ type Projector struct {
 	commits   *committer
 	listeners []commitListener // told of every commit, in order (land)
 	applied   *appliedSeq
-	alerts    *alertPublisher
+	alerts    *outboxPublisher
+	sync      *outboxPublisher
 	bucket    *viewBucket // nil without Options.ViewBucket
 	health    *health
 }
@@ -167,7 +168,8 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store Store, o Options)
 		deads:   &deadLetters{js: js, hook: o.Hooks.DeadLettered, log: log},
 		commits: &committer{store: store, name: o.Name, log: log, health: h},
 		applied: newAppliedSeq(),
-		alerts:  newAlertPublisher(js, store, log),
+		alerts:  newOutboxPublisher(alertSource{js: js, outbox: store}, js, log),
+		sync:    newOutboxPublisher(syncSource{js: js, outbox: store}, js, log),
 		health:  h,
 	}
 	pr.loop = newBatchLoop(js, o, pr, h, log)
@@ -178,7 +180,7 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store Store, o Options)
 		pr.bucket = newViewBucket(js, o.ViewBucket, log)
 		pr.listeners = append(pr.listeners, pr.bucket)
 	}
-	pr.listeners = append(pr.listeners, pr.alerts)
+	pr.listeners = append(pr.listeners, pr.alerts, pr.sync)
 	return pr
 }
 
@@ -195,6 +197,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 	pr.applied.set(ckpt)
 	if pr.o.SkipPublishedAlerts {
 		pr.alerts.skipPublished(ctx)
+		pr.sync.skipPublished(ctx)
 	}
 	if ckpt == 0 {
 		// A read model emptied under a consumer that had made progress
@@ -202,6 +205,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 		// acknowledged was committed and published before.
 		if acked := pr.loop.ackedBefore(ctx); acked > 0 {
 			pr.alerts.skipBelow(acked + 1)
+			pr.sync.skipBelow(acked + 1)
 			pr.log.Info("rebuilding from sequence 1: alert changes up to the old acknowledgement are not published again", "acked", acked)
 		}
 	}
@@ -210,9 +214,11 @@ func (pr *Projector) Run(ctx context.Context) error {
 	}
 	pr.log.Info("projector starting", "checkpoint", ckpt, "filter", pr.o.FilterSubject)
 
-	// Stopped last: it publishes what the last batches raised.
+	// Stopped last: they publish what the last batches wrote.
 	stopAlerts := pr.alerts.start(ctx)
+	stopSync := pr.sync.start(ctx)
 	defer stopAlerts()
+	defer stopSync()
 	pr.loop.run(ctx)
 	return nil
 }

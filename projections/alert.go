@@ -27,7 +27,7 @@ const (
 )
 
 // AlertKinds lists every kind in a stable order.
-var AlertKinds = []AlertKind{Oversold, PhantomStock, CapacityExceeded, CapacityLate, ShipLate, RecountMismatch, SelloutSoon}
+var AlertKinds = []AlertKind{Oversold, PhantomStock, CapacityExceeded, CapacityLate, ShipLate, RecountMismatch, SelloutSoon, FulfilmentRisk}
 
 // AlertState is open or resolved.
 type AlertState string
@@ -97,11 +97,18 @@ type View struct {
 	ViewPace
 }
 
+// exposureFen is the money the SKU risks: each open line once at the larger
+// charge it risks, plus the phantom units'.
+func (s *SKU) exposureFen() int64 {
+	sv := s.served
+	return sv.spot.unservedFen + sv.spot.lateFen + sv.presale.unservedFen + sv.presale.lateFen +
+		s.phantomUnits()*UnshippedCompensationFen(s.PriceFen)
+}
+
 // View derives the read side of the SKU. ExposureFen counts every open line
 // once, at the larger charge it risks (unshipped when it cannot be served,
 // else late when it is or will be late), plus the phantom units' risk.
 func (s *SKU) View() View {
-	sv := s.served
 	return View{
 		Shop: s.Shop, SKU: s.SKU, Title: s.Title, Status: s.Status, SalesForm: s.SalesForm,
 		ShipWithinHours: s.ShipWithinHours, ShipWithinDays: s.ShipWithinDays, PriceFen: s.PriceFen,
@@ -109,8 +116,7 @@ func (s *SKU) View() View {
 		Capacity: s.Capacity, PresaleCommitted: s.presale.units, PresaleShipped: s.PresaleShipped,
 		CapacityLeft: s.CapacityLeft(), SafetyStock: s.SafetyStock, Sellable: s.Sellable(),
 		OpenOrders: int64(len(s.spot.lines) + len(s.presale.lines)), LateOrders: int64(s.spot.late + s.presale.late),
-		ExposureFen: sv.spot.unservedFen + sv.spot.lateFen + sv.presale.unservedFen + sv.presale.lateFen +
-			s.phantomUnits()*UnshippedCompensationFen(s.PriceFen),
+		ExposureFen: s.exposureFen(),
 		OpenAlerts: int64(len(s.Alerts)), LastSeq: s.LastSeq, UpdatedAt: s.UpdatedAt,
 		ViewPace: s.paceView(),
 	}

@@ -29,6 +29,9 @@ type MemoryStore struct {
 	alerts      map[string]Alert
 	outbox      []OutboxAlert
 	outboxNext  int64
+	shops       map[string]Shop
+	syncOutbox  []OutboxSync
+	syncNext    int64
 }
 
 type memSKU struct {
@@ -45,6 +48,7 @@ func NewMemoryStore() *MemoryStore {
 		checkpoints: make(map[string]uint64),
 		skus:        make(map[SKUKey]*memSKU),
 		alerts:      make(map[string]Alert),
+		shops:       make(map[string]Shop),
 	}
 }
 
@@ -121,9 +125,10 @@ type memWrite struct {
 
 // Stage implements Writer.
 func (m *MemoryStore) Stage(b *Batch) (CommitFunc, error) {
-	writes := make([]memWrite, len(b.SKUs))
+	st := &memStaged{projector: b.Projector, prev: b.PrevSeq, last: b.LastSeq,
+		writes: make([]memWrite, len(b.SKUs)), alerts: slices.Clone(b.Alerts), sync: slices.Clone(b.Sync)}
 	for i, s := range b.SKUs {
-		w := &writes[i]
+		w := &st.writes[i]
 		w.key = SKUKey{s.Shop, s.SKU}
 		w.state = s.clone()
 		if b.Views != nil {
@@ -136,46 +141,130 @@ func (m *MemoryStore) Stage(b *Batch) (CommitFunc, error) {
 		}
 		w.keys = slices.Clone(s.FreshKeys())
 	}
-	alerts := slices.Clone(b.Alerts)
-	projector, prev, last := b.Projector, b.PrevSeq, b.LastSeq
+	for _, sh := range b.Shops {
+		st.shops = append(st.shops, Shop{Shop: sh.Shop, Totals: sh.Totals, LastSeq: sh.LastSeq})
+	}
 	return func(context.Context) error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if m.checkpoints[projector] != prev {
+		if m.checkpoints[st.projector] != st.prev {
 			return ErrCheckpointMoved
 		}
-		if len(m.outbox)+len(alerts) > outboxMax {
+		if len(m.outbox)+len(st.alerts) > outboxMax || len(m.syncOutbox)+len(st.sync) > outboxMax {
 			return ErrOutboxFull
 		}
-		for _, w := range writes {
-			rec, ok := m.skus[w.key]
-			if !ok {
-				rec = &memSKU{lines: make(map[string]Line), keys: make(map[string]struct{}), open: make(map[string]struct{})}
-				m.skus[w.key] = rec
-			}
-			rec.state, rec.view = *w.state, w.view
-			for _, l := range w.lines {
-				rec.lines[l.OrderID] = l
-			}
-			for _, k := range w.keys {
-				rec.keys[k] = struct{}{}
-			}
-		}
-		for _, a := range alerts {
-			m.alerts[a.ID] = a
-			if rec := m.skus[SKUKey{a.Shop, a.SKU}]; rec != nil {
-				if a.State == AlertOpen {
-					rec.open[a.ID] = struct{}{}
-				} else {
-					delete(rec.open, a.ID)
-				}
-			}
-			m.outboxNext++
-			m.outbox = append(m.outbox, OutboxAlert{ID: m.outboxNext, Alert: a, Checkpoint: last})
-		}
-		m.checkpoints[projector] = last
+		st.apply(m)
 		return nil
 	}, nil
+}
+
+// memStaged is a staged batch: copies, so that the caller may change the
+// SKUs while the write waits.
+type memStaged struct {
+	projector  string
+	prev, last uint64
+	writes     []memWrite
+	alerts     []Alert
+	shops      []Shop
+	sync       []SyncInstruction
+}
+
+// apply writes the batch. Caller holds m.mu.
+func (st *memStaged) apply(m *MemoryStore) {
+	for _, w := range st.writes {
+		rec, ok := m.skus[w.key]
+		if !ok {
+			rec = &memSKU{lines: make(map[string]Line), keys: make(map[string]struct{}), open: make(map[string]struct{})}
+			m.skus[w.key] = rec
+		}
+		rec.state, rec.view = *w.state, w.view
+		for _, l := range w.lines {
+			rec.lines[l.OrderID] = l
+		}
+		for _, k := range w.keys {
+			rec.keys[k] = struct{}{}
+		}
+	}
+	for _, sh := range st.shops {
+		m.shops[sh.Shop] = sh
+	}
+	for _, a := range st.alerts {
+		m.alerts[a.ID] = a
+		if rec := m.skus[SKUKey{a.Shop, a.SKU}]; rec != nil {
+			if a.State == AlertOpen {
+				rec.open[a.ID] = struct{}{}
+			} else {
+				delete(rec.open, a.ID)
+			}
+		}
+		m.outboxNext++
+		m.outbox = append(m.outbox, OutboxAlert{ID: m.outboxNext, Alert: a, Checkpoint: st.last})
+	}
+	for _, in := range st.sync {
+		m.syncNext++
+		m.syncOutbox = append(m.syncOutbox, OutboxSync{ID: m.syncNext, Instruction: in, Clear: in.Clear, Checkpoint: st.last})
+	}
+	m.checkpoints[st.projector] = st.last
+}
+
+// LoadShop implements Writer.
+func (m *MemoryStore) LoadShop(_ context.Context, shop string) (*Shop, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	sh, ok := m.shops[shop]
+	if !ok {
+		return nil, nil
+	}
+	for _, a := range m.alerts {
+		if a.Shop == shop && a.SKU == "" && a.Kind == FulfilmentRisk && a.State == AlertOpen {
+			sh.Alert = &a
+		}
+	}
+	return &sh, nil
+}
+
+// ShopHealth implements Reader.
+func (m *MemoryStore) ShopHealth(_ context.Context, shop string, now time.Time) (ShopHealth, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	sh, ok := m.shops[shop]
+	h := ShopHealth{Shop: shop}
+	for k, rec := range m.skus {
+		if k.Shop != shop {
+			continue
+		}
+		h.SKUs++
+		for _, l := range rec.lines {
+			if l.State() == LineOpen && !l.ShipBy.IsZero() && l.ShipBy.After(now) && !l.ShipBy.After(now.Add(dueWindow)) {
+				h.DueWithin24h++
+			}
+		}
+	}
+	if !ok && h.SKUs == 0 {
+		return h, ErrNotFound
+	}
+	h.fill(sh)
+	return h, nil
+}
+
+// PendingSync implements Outbox.
+func (m *MemoryStore) PendingSync(_ context.Context, limit int) ([]OutboxSync, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := max(0, min(limit, len(m.syncOutbox)))
+	return slices.Clone(m.syncOutbox[:n]), nil
+}
+
+// DeletePendingSync implements Outbox.
+func (m *MemoryStore) DeletePendingSync(_ context.Context, upTo int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := 0
+	for i < len(m.syncOutbox) && m.syncOutbox[i].ID <= upTo {
+		i++
+	}
+	m.syncOutbox = slices.Delete(m.syncOutbox, 0, i)
+	return nil
 }
 
 // DueSKUs implements Writer.

@@ -31,6 +31,9 @@ type FoldConfig struct {
 	// limit runs out within it at the current pace gets the alert. Zero or
 	// less disables the alert.
 	SelloutSoon time.Duration
+	// FulfilmentRiskPct is the fulfilment_risk threshold, percent of a
+	// shop's open lines late or unserved; 0 disables the alert.
+	FulfilmentRiskPct int
 }
 
 // MinuteSales is the units sold in one minute of event time.

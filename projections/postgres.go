@@ -336,6 +336,13 @@ const (
 
 	sqlInsertOutbox = `INSERT INTO alert_outbox (alert, checkpoint)
 		SELECT a::jsonb, $2 FROM unnest($1::text[]) WITH ORDINALITY AS t(a, n) ORDER BY n`
+	sqlInsertSync = `INSERT INTO sync_outbox (instruction, clear, checkpoint)
+		SELECT i::jsonb, c, $3 FROM unnest($1::text[], $2::boolean[]) WITH ORDINALITY AS t(i, c, n) ORDER BY n`
+	sqlUpsertShops = `INSERT INTO shops (shop, state, last_seq)
+		SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[])
+		ON CONFLICT (shop) DO UPDATE SET state = EXCLUDED.state, last_seq = EXCLUDED.last_seq`
+	// syncLockKey orders sync outbox writes, as outboxLockKey alerts'.
+	syncLockKey = int64(0x4c454447535943) // "LEDGSYC"
 	// outboxLockKey is the advisory lock that orders outbox writes.
 	outboxLockKey = int64(0x4c4544474f425800) // "LEDGOBX\0"
 )
@@ -365,6 +372,9 @@ func (p *PostgresStore) Stage(b *Batch) (CommitFunc, error) {
 	if err := w.addAlerts(b.Alerts); err != nil {
 		return nil, fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
 	}
+	if err := w.addShopsAndSync(b.Shops, b.Sync); err != nil {
+		return nil, fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
+	}
 	return func(ctx context.Context) error { return p.runBatch(ctx, w) }, nil
 }
 
@@ -378,6 +388,11 @@ type pgWrite struct {
 	keys       keyColumns
 	al         alertColumns
 	docs       []string // every alert change, in order, for the outbox
+	shops      []string // shop names, and their states as JSON
+	shopStates [][]byte
+	shopSeqs   []uint64
+	sync       []string // every sync instruction, in order, for the outbox
+	syncClear  []bool
 }
 
 func (w *pgWrite) addSKU(s *SKU, v *View) error {
@@ -424,6 +439,25 @@ func (w *pgWrite) addAlerts(alerts []Alert) error {
 	return nil
 }
 
+// addShopsAndSync encodes the shops' states and the sync instructions.
+func (w *pgWrite) addShopsAndSync(shops []*Shop, sync []SyncInstruction) error {
+	for _, sh := range shops {
+		state, err := json.Marshal(sh)
+		if err != nil {
+			return fmt.Errorf("encode shop %s: %w", sh.Shop, err)
+		}
+		w.shops, w.shopStates, w.shopSeqs = append(w.shops, sh.Shop), append(w.shopStates, state), append(w.shopSeqs, sh.LastSeq)
+	}
+	for _, in := range sync {
+		doc, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode sync instruction %s: %w", in.Key, err)
+		}
+		w.sync, w.syncClear = append(w.sync, string(doc)), append(w.syncClear, in.Clear)
+	}
+	return nil
+}
+
 // statements queues the write's statements, the checkpoint's first.
 func (w *pgWrite) statements() *pgx.Batch {
 	batch := &pgx.Batch{}
@@ -451,6 +485,13 @@ func (w *pgWrite) statements() *pgx.Batch {
 		// writes.
 		batch.Queue(`SELECT pg_advisory_xact_lock($1)`, outboxLockKey)
 		batch.Queue(sqlInsertOutbox, w.docs, w.last)
+	}
+	if len(w.shops) > 0 {
+		batch.Queue(sqlUpsertShops, w.shops, w.shopStates, w.shopSeqs)
+	}
+	if len(w.sync) > 0 {
+		batch.Queue(`SELECT pg_advisory_xact_lock($1)`, syncLockKey)
+		batch.Queue(sqlInsertSync, w.sync, w.syncClear, w.last)
 	}
 	return batch
 }

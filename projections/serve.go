@@ -28,6 +28,8 @@ type servedForm struct {
 	// lateFen is the late compensation of the served lines that are late
 	// (past their ship-by) or will be (ready after it).
 	lateFen int64
+	// lateServed counts the served lines past their ship-by.
+	lateServed int64
 }
 
 // lateReady sums the presale lines that will be ready only after their
@@ -53,7 +55,7 @@ func (s *SKU) serve() serving {
 	if s.spot.units > s.OnHand {
 		sv.spot = s.serveSpot()
 	} else {
-		sv.spot.lateFen = s.spot.lateFen // every line served
+		sv.spot.lateFen, sv.spot.lateServed = s.spot.lateFen, int64(s.spot.late) // every line served
 	}
 	sv.presale, sv.lateReady = s.servePresale()
 	return sv
@@ -83,6 +85,7 @@ func (s *SKU) serveSpot() servedForm {
 			left -= u
 			if l.Late {
 				f.lateFen += LateCompensationFen(l.ValueFen())
+				f.lateServed++
 			}
 			continue
 		}
@@ -169,6 +172,9 @@ func (s *SKU) servePresale() (servedForm, lateReady) {
 		late := !l.ShipBy.IsZero() && ready.After(l.ShipBy)
 		if l.Late || late {
 			f.lateFen += LateCompensationFen(l.ValueFen())
+		}
+		if l.Late {
+			f.lateServed++
 		}
 		if late && !l.Late {
 			lr.add(l, ready.Sub(l.ShipBy))

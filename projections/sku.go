@@ -68,6 +68,9 @@ type SKU struct {
 	SafetyStock int64 `json:"safety_stock"`
 	SafetySlot  Slot  `json:"safety_slot"`
 
+	// Synced is what the SKU last told the platform (Sync).
+	Synced SyncState `json:"synced"`
+
 	// Pace counts recent sales by minute of event time; LiveID is the live
 	// session of the latest sale.
 	Pace   Pace   `json:"pace"`
@@ -407,7 +410,7 @@ func (s *SKU) clone() *SKU {
 		CountSlot: s.CountSlot.clone(), PresaleShipped: s.PresaleShipped, Capacity: s.Capacity,
 		Suppliers: make(map[string]Supplier, len(s.Suppliers)), SafetyStock: s.SafetyStock,
 		SafetySlot: s.SafetySlot.clone(), Pace: s.Pace, LiveID: s.LiveID, Config: s.Config, Clock: s.Clock,
-		NextDue: s.NextDue, LastSeq: s.LastSeq, UpdatedAt: s.UpdatedAt}
+		NextDue: s.NextDue, LastSeq: s.LastSeq, UpdatedAt: s.UpdatedAt, Synced: s.Synced}
 	for name, sup := range s.Suppliers {
 		sup.Slot = sup.Slot.clone()
 		c.Suppliers[name] = sup

@@ -34,6 +34,11 @@ type Batch struct {
 	// keeps each alert's latest state, and appends every change to its
 	// outbox for publishing.
 	Alerts []Alert
+	// Shops are the shops whose health the batch changed.
+	Shops []*Shop
+	// Sync are the batch's stock sync instructions (SKU.Sync), appended
+	// to the sync outbox for publishing.
+	Sync []SyncInstruction
 }
 
 // SKUKey names one SKU.
@@ -54,6 +59,38 @@ type KeyRef struct {
 
 // CommitFunc writes a staged batch (see Writer.Stage).
 type CommitFunc func(ctx context.Context) error
+
+// OutboxSync is a sync instruction committed but not yet known to be
+// published.
+type OutboxSync struct {
+	ID          int64
+	Instruction SyncInstruction
+	// Clear carries SyncInstruction.Clear, which its JSON leaves out.
+	Clear bool
+	// Checkpoint is the batch's LastSeq.
+	Checkpoint uint64
+}
+
+// ShopHealth is what GET /v1/shops/{shop} answers: the shop's totals.
+type ShopHealth struct {
+	Shop string `json:"shop"`
+	SKUs int64  `json:"skus"`
+	// OpenLines … AtRiskLines count the shop's open order lines: all, due
+	// to ship within 24 hours of the read, late, unserved, and late or
+	// unserved.
+	OpenLines    int64   `json:"open_lines"`
+	DueWithin24h int64   `json:"due_within_24h"`
+	LateLines    int64   `json:"late_lines"`
+	Unserved     int64   `json:"unserved_lines"`
+	AtRiskLines  int64   `json:"at_risk_lines"`
+	ExposureFen  int64   `json:"exposure_fen"`
+	AtRiskPct    float64 `json:"at_risk_pct"`
+	// LastSeq is the last event that changed the shop's health.
+	LastSeq uint64 `json:"last_seq"`
+}
+
+// dueWindow is how far ahead of a read ShopHealth.DueWithin24h looks.
+const dueWindow = 24 * time.Hour
 
 // OutboxAlert is an alert change committed but not yet known to be published.
 type OutboxAlert struct {
@@ -84,6 +121,9 @@ type Reader interface {
 	SKUs(ctx context.Context, shop string) ([]View, error)
 	// Alerts returns alerts ordered by exposure (largest first), then raised_at.
 	Alerts(ctx context.Context, f AlertFilter) ([]Alert, error)
+	// ShopHealth returns a shop's totals, lines due counted against now;
+	// ErrNotFound for a shop no event has named.
+	ShopHealth(ctx context.Context, shop string, now time.Time) (ShopHealth, error)
 	// OpenAlertTotals returns the open alerts of all shops by kind, for
 	// metrics.
 	OpenAlertTotals(ctx context.Context) (map[AlertKind]AlertTotal, error)
@@ -101,6 +141,9 @@ type Writer interface {
 	// alerts and the lines the fold keeps in memory (open and early ones;
 	// see SKU.Lines), or nil and no error when the SKU is unknown.
 	LoadSKU(ctx context.Context, shop, sku string) (*SKU, error)
+	// LoadShop returns a shop's health as last committed, with its open
+	// fulfilment_risk alert, or nil and no error for a shop never seen.
+	LoadShop(ctx context.Context, shop string) (*Shop, error)
 	// KnownLines returns, of the lines named by keys, those the store
 	// holds, whatever their state. Keys it does not hold are left out.
 	KnownLines(ctx context.Context, keys []LineKey) (map[LineKey]Line, error)
@@ -122,14 +165,18 @@ type Writer interface {
 	DueSKUs(ctx context.Context, now time.Time, limit int) ([]SKUKey, error)
 }
 
-// Outbox holds the alert changes committed and not yet known to be
-// published: each batch's changes are added in its transaction, and the
-// publisher removes them once the alert stream has them.
+// Outbox holds the alert changes and sync instructions committed and not
+// yet known to be published: each batch's are added in its transaction, and
+// the publishers remove them once their stream has them.
 type Outbox interface {
 	// PendingAlerts returns up to limit outbox entries, oldest first.
 	PendingAlerts(ctx context.Context, limit int) ([]OutboxAlert, error)
 	// DeletePendingAlerts removes outbox entries with ID ≤ upTo.
 	DeletePendingAlerts(ctx context.Context, upTo int64) error
+	// PendingSync returns up to limit sync outbox entries, oldest first.
+	PendingSync(ctx context.Context, limit int) ([]OutboxSync, error)
+	// DeletePendingSync removes sync outbox entries with ID ≤ upTo.
+	DeletePendingSync(ctx context.Context, upTo int64) error
 }
 
 // Store is a whole read model: what the API reads, what the projector

@@ -104,3 +104,38 @@ func bindViewBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyV
 	}
 	return kv, nil
 }
+
+// SyncTargetsBucket is the key-value bucket that holds each SKU's latest
+// stock sync instruction (JSON) under the key <shop>.<sku>, for as long as
+// its listed and sellable differ; the key is deleted once they agree.
+const SyncTargetsBucket = "STOCK_SYNC_TARGETS"
+
+// SyncTargetKVSubject is the subject a put (or delete) of SKU's sync target
+// is stored under.
+func SyncTargetKVSubject(shop, sku string) string {
+	return "$KV." + SyncTargetsBucket + "." + ViewKey(shop, sku)
+}
+
+// SyncTargetsConfig is the configuration of SyncTargetsBucket: the latest
+// value of each key, file storage.
+func SyncTargetsConfig(o StreamOptions) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:       SyncTargetsBucket,
+		Description:  "stock ledger: latest stock sync instruction of each SKU whose listed and sellable differ, key <shop>.<sku>",
+		History:      1,
+		MaxValueSize: 4 << 10,
+		MaxBytes:     o.eventMaxBytes() / 64,
+		Storage:      jetstream.FileStorage,
+		Replicas:     replicas(o),
+	}
+}
+
+// EnsureSyncTargets creates SyncTargetsBucket or updates it to
+// SyncTargetsConfig.
+func EnsureSyncTargets(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, SyncTargetsConfig(o))
+	if err != nil {
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", SyncTargetsBucket, err)
+	}
+	return kv, nil
+}

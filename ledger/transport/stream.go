@@ -14,7 +14,12 @@ const (
 	EventStream = "STOCK_EVENTS"
 	AlertStream = "STOCK_ALERTS"
 	DeadStream  = "STOCK_DEAD"
+	SyncStream  = "STOCK_SYNC"
 )
+
+// SyncMaxAge is how long the sync stream keeps an instruction: an adapter
+// down longer than that resumes from the STOCK_SYNC_TARGETS bucket.
+const SyncMaxAge = 7 * 24 * time.Hour
 
 // Duplicate windows. The stream remembers each Nats-Msg-Id for its window,
 // in server memory, so a longer window costs memory at flash-sale rates.
@@ -164,13 +169,35 @@ func replicas(o StreamOptions) int {
 	return o.Replicas
 }
 
-// EnsureStreams creates the three streams or updates them to the
-// configuration above.
+// SyncStreamConfig is the STOCK_SYNC stream: every stock sync instruction,
+// kept 7 days; each SKU's latest is also in SyncTargetsBucket. Derived, so
+// old ones may age out.
+func SyncStreamConfig(o StreamOptions) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        SyncStream,
+		Description: "stock ledger: stock sync instructions to the platforms",
+		Subjects:    []string{SyncSubjectRoot + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      SyncMaxAge,
+		MaxBytes:    o.eventMaxBytes() / 16,
+		MaxMsgs:     -1,
+		MaxMsgSize:  4 << 10,
+		Duplicates:  o.eventDuplicates(),
+		Replicas:    replicas(o),
+		AllowDirect: true,
+	}
+}
+
+// EnsureStreams creates the four streams and the sync targets bucket, or
+// updates them to the configuration above.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
-	for _, cfg := range []jetstream.StreamConfig{EventStreamConfig(o), AlertStreamConfig(o), DeadStreamConfig(o)} {
+	for _, cfg := range []jetstream.StreamConfig{EventStreamConfig(o), AlertStreamConfig(o), DeadStreamConfig(o), SyncStreamConfig(o)} {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
 		}
 	}
-	return nil
+	_, err := EnsureSyncTargets(ctx, js, o)
+	return err
 }

@@ -9,7 +9,15 @@ const (
 	ViewSubjectRoot  = "stock.view"
 	AlertSubjectRoot = "stock.alerts"
 	DeadSubjectRoot  = "stock.dead"
+	SyncSubjectRoot  = "stock.sync"
 )
+
+// SyncSubject is the subject a SKU's stock sync instructions are published
+// on.
+func SyncSubject(shop, sku string) string { return SyncSubjectRoot + "." + shop + "." + sku }
+
+// SyncShopFilter is the subject filter of one shop's sync instructions.
+func SyncShopFilter(shop string) string { return SyncSubjectRoot + "." + shop + ".>" }
 
 // EventSubject is the subject one SKU's events are published on.
 func EventSubject(shop, sku string) string { return EventSubjectRoot + "." + shop + "." + sku }

@@ -1,0 +1,72 @@
+package projections
+
+import (
+	"strconv"
+)
+
+// SyncInstruction tells a platform adapter what a SKU's platform figure
+// should be: the SKU's listed (what the platform shows, as the ledger knows
+// it) and sellable (what it should show) differ. Delta is sellable − listed:
+// an increment-only platform applies it, a full-set platform sets Sellable.
+// Seq is the last event the instruction reflects; Key (sync:<shop>:<sku>:
+// <seq>) is its idempotency key and Nats-Msg-Id. A newer instruction of the
+// SKU replaces an older one.
+type SyncInstruction struct {
+	Shop     string `json:"shop"`
+	SKU      string `json:"sku"`
+	Listed   int64  `json:"listed"`
+	Sellable int64  `json:"sellable"`
+	Delta    int64  `json:"delta"`
+	Seq      uint64 `json:"seq"`
+	Key      string `json:"key"`
+	// Clear is true when listed and sellable agree again after an
+	// instruction: the SKU's pending target is withdrawn. Nothing is
+	// published for it on the instruction stream.
+	Clear bool `json:"-"`
+}
+
+// SyncKey is the key of the instruction of a SKU at stream sequence seq.
+func SyncKey(shop, sku string, seq uint64) string {
+	return "sync:" + shop + ":" + sku + ":" + strconv.FormatUint(seq, 10)
+}
+
+// SyncState is what a SKU last instructed, so that an instruction goes out
+// only when listed or sellable moved since.
+type SyncState struct {
+	Pending  bool  `json:"pending,omitempty"`
+	Listed   int64 `json:"listed,omitempty"`
+	Sellable int64 `json:"sellable,omitempty"`
+}
+
+// InstructionOf returns the instruction a SKU's state calls for now, as the
+// read side answers it: ok is false when listed and sellable agree.
+func InstructionOf(v *View) (SyncInstruction, bool) {
+	if v.Listed == v.Sellable {
+		return SyncInstruction{}, false
+	}
+	return SyncInstruction{Shop: v.Shop, SKU: v.SKU, Listed: v.Listed, Sellable: v.Sellable,
+		Delta: v.Sellable - v.Listed, Seq: v.LastSeq, Key: SyncKey(v.Shop, v.SKU, v.LastSeq)}, true
+}
+
+// Sync returns the instruction the SKU's state calls for since the last one
+// it gave, and records it: an instruction when listed and sellable differ
+// and either moved since the last instruction; a clear when they agree
+// again after one; false when nothing is to be said. The projector calls it
+// for each SKU a batch changed, before committing the batch: the record is
+// part of the SKU's stored state.
+func (s *SKU) Sync() (SyncInstruction, bool) {
+	listed, sellable := s.Listed, s.Sellable()
+	switch {
+	case listed == sellable && !s.Synced.Pending:
+		return SyncInstruction{}, false
+	case listed == sellable:
+		s.Synced = SyncState{}
+		return SyncInstruction{Shop: s.Shop, SKU: s.SKU, Listed: listed, Sellable: sellable, Seq: s.LastSeq,
+			Key: SyncKey(s.Shop, s.SKU, s.LastSeq), Clear: true}, true
+	case s.Synced.Pending && s.Synced.Listed == listed && s.Synced.Sellable == sellable:
+		return SyncInstruction{}, false
+	}
+	s.Synced = SyncState{Pending: true, Listed: listed, Sellable: sellable}
+	return SyncInstruction{Shop: s.Shop, SKU: s.SKU, Listed: listed, Sellable: sellable, Delta: sellable - listed,
+		Seq: s.LastSeq, Key: SyncKey(s.Shop, s.SKU, s.LastSeq)}, true
+}
