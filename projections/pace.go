@@ -36,6 +36,12 @@ type FoldConfig struct {
 	FulfilmentRiskPct int
 }
 
+// DefaultFoldConfig is the fold's configuration ledgerd runs with when none
+// is set: sellout_soon at 15 minutes, fulfilment_risk at 5%.
+func DefaultFoldConfig() FoldConfig {
+	return FoldConfig{SelloutSoon: DefaultSelloutSoon, FulfilmentRiskPct: DefaultFulfilmentRiskPct}
+}
+
 // MinuteSales is the units sold in one minute of event time.
 type MinuteSales struct {
 	// Minute is the start of the minute, UTC.

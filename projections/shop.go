@@ -109,20 +109,24 @@ func (sh *Shop) evaluate(seq uint64, at time.Time) []Alert {
 		a.UpdatedSeq, a.Rev = seq, a.Rev+1
 		return []Alert{a}
 	}
+	// The alert moves with the whole percent only: every sale moves the
+	// counts, and an update per sale would bury the alert stream. GET
+	// /v1/shops/{shop} has the exact totals at every moment.
 	t := sh.Totals
-	msg := fmt.Sprintf("%d of %d open lines (%.1f%%) are late or cannot be served, at least %d%%: the platform punishes shops with many unfulfilled orders; %s at risk",
-		t.AtRisk, t.Open, t.AtRiskPct(), sh.Config.FulfilmentRiskPct, Yuan(t.ExposureFen))
+	pct := t.AtRisk * 100 / t.Open
+	msg := fmt.Sprintf("%d%% of the shop's open lines are late or cannot be served (at least %d%% with %d open lines or more): the platform punishes shops with many unfulfilled orders",
+		pct, sh.Config.FulfilmentRiskPct, FulfilmentRiskLinesMin)
 	if a := sh.Alert; a != nil {
-		if a.UnitsShort == t.AtRisk && a.ExposureFen == t.ExposureFen && a.Message == msg {
+		if a.Message == msg {
 			return nil
 		}
-		a.UnitsShort, a.ExposureFen, a.Message = t.AtRisk, t.ExposureFen, msg
+		a.UnitsShort, a.Message = t.AtRisk, msg
 		a.UpdatedSeq, a.Rev = max(seq, a.UpdatedSeq), a.Rev+1
 		return []Alert{*a}
 	}
 	key := string(FulfilmentRisk)
 	sh.Alert = &Alert{ID: alertID(sh.Shop, "", key, seq), Kind: FulfilmentRisk, Shop: sh.Shop, State: AlertOpen,
-		RaisedAt: at.UTC(), Message: msg, UnitsShort: t.AtRisk, ExposureFen: t.ExposureFen, Seq: seq, UpdatedSeq: seq, Rev: 1}
+		RaisedAt: at.UTC(), Message: msg, UnitsShort: t.AtRisk, Seq: seq, UpdatedSeq: seq, Rev: 1}
 	return []Alert{*sh.Alert}
 }
 

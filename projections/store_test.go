@@ -76,7 +76,7 @@ func TestPostgresMigrationsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("count tables: %v", err)
 	}
-	if got, want := tables, 7; got != want { // schema_migrations, checkpoints, skus, alerts, alert_outbox, lines, applied_keys
+	if got, want := tables, 9; got != want { // schema_migrations, checkpoints, skus, alerts, alert_outbox, lines, applied_keys, shops, sync_outbox
 		t.Errorf("tables in schema %s = %d, want %d", schema, got, want)
 	}
 }

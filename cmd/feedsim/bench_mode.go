@@ -219,7 +219,7 @@ func benchBaselines(ctx context.Context, bc benchConfig, env modeEnv, r *modeRes
 func startProjector(ctx context.Context, env modeEnv, store *projections.PostgresStore) (proj *consumers.Projector, stop context.CancelFunc, done <-chan error) {
 	quiet := slog.New(slog.DiscardHandler)
 	proj = consumers.NewProjector(env.svcNC, env.js, store, consumers.Options{Log: quiet, ViewBucket: transport.ViewBucket,
-		Fold: projections.FoldConfig{SelloutSoon: projections.DefaultSelloutSoon}})
+		Fold: projections.DefaultFoldConfig()})
 	pctx, cancel := context.WithCancel(ctx)
 	projDone := make(chan error, 1)
 	go func() { projDone <- proj.Run(pctx) }()

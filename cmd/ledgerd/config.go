@@ -62,6 +62,9 @@ type config struct {
 	LogLevel        slog.Level
 	// SelloutSoon is the sellout_soon threshold; zero disables the alert.
 	SelloutSoon time.Duration
+	// FulfilmentRiskPct is the fulfilment_risk threshold (percent of a
+	// shop's open lines late or unserved); zero disables the alert.
+	FulfilmentRiskPct int
 	// TokensFile lists bearer tokens and their shops (auth.go).
 	TokensFile string
 	// Cluster and partitioned projection (see partitioned.go, DEPLOY.md).
@@ -91,6 +94,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.Int64Var(&c.StreamBytes, "stream-max-bytes", envInt(getenv, "LEDGER_STREAM_MAX_BYTES", transport.DefaultEventMaxBytes), "bound of the event stream in bytes; when full it refuses new events (LEDGER_STREAM_MAX_BYTES)")
 	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", envDuration(getenv, "LEDGER_DUPLICATE_WINDOW", transport.DefaultEventDuplicateWindow),
 		"how long the event stream keeps message ids to drop repeats (held in server memory); no figure depends on it (LEDGER_DUPLICATE_WINDOW)")
+	fs.IntVar(&c.FulfilmentRiskPct, "fulfilment-risk-pct", int(envInt(getenv, "LEDGER_FULFILMENT_RISK_PCT", projections.DefaultFulfilmentRiskPct)),
+		"raise fulfilment_risk when this percent of a shop's open lines (at least 20) are late or unserved; 0 disables (LEDGER_FULFILMENT_RISK_PCT)")
 	selloutMinutes := fs.Int64("sellout-soon-minutes", envInt(getenv, "LEDGER_SELLOUT_SOON_MINUTES", int64(projections.DefaultSelloutSoon/time.Minute)),
 		"raise sellout_soon when a listed SKU's real stock or capacity runs out within this many minutes at the pace of the last 5 minutes; 0 disables (LEDGER_SELLOUT_SOON_MINUTES)")
 	fs.StringVar(&c.TokensFile, "tokens-file", env("LEDGER_TOKENS_FILE", ""), "file of bearer tokens and the shops each may read and write; required beyond loopback (LEDGER_TOKENS_FILE)")
@@ -118,6 +123,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("LEDGER_SELLOUT_SOON_MINUTES %d: must be from 0 (off) to %d", *selloutMinutes, selloutSoonMinutesMax)
 	}
 	c.SelloutSoon = time.Duration(*selloutMinutes) * time.Minute
+	if c.FulfilmentRiskPct < 0 || c.FulfilmentRiskPct > 100 {
+		return c, fmt.Errorf("LEDGER_FULFILMENT_RISK_PCT %d: must be a whole percent from 0 (off) to 100", c.FulfilmentRiskPct)
+	}
 	if err := c.checkCluster(); err != nil {
 		return c, err
 	}

@@ -238,7 +238,7 @@ func checkService(t *testing.T, base string, js jetstream.JetStream, acked map[s
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Every service of the fault runs keeps ledgerd's default fold settings.
-	l, err := consumertest.Read(ctx, js, projections.FoldConfig{SelloutSoon: projections.DefaultSelloutSoon})
+	l, err := consumertest.Read(ctx, js, projections.DefaultFoldConfig())
 	if err != nil {
 		t.Fatalf("fold the stream: %v", err)
 	}

@@ -263,7 +263,7 @@ func TestNATSRestart(t *testing.T) {
 	defer func() { ns.Shutdown() }()
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	cfg := config{HTTPAddr: "127.0.0.1:0", NATSURL: url, Sync: syncInterval, StreamBytes: faultStreamBytes,
-		SelloutSoon: projections.DefaultSelloutSoon}
+		SelloutSoon: projections.DefaultSelloutSoon, FulfilmentRiskPct: projections.DefaultFulfilmentRiskPct}
 	svc, err := start(context.Background(), cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
 		t.Fatal(err)

@@ -243,7 +243,7 @@ func alertStreamMsgs(t *testing.T, svc *service) uint64 {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	l, err := consumertest.Read(ctx, js, projections.FoldConfig{SelloutSoon: projections.DefaultSelloutSoon})
+	l, err := consumertest.Read(ctx, js, projections.DefaultFoldConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,9 @@ type model interface {
 	SKUs(ctx context.Context, shop string) ([]projections.View, uint64, error)
 	// Alerts returns alerts ordered by exposure, largest first.
 	Alerts(ctx context.Context, f projections.AlertFilter) ([]projections.Alert, uint64, error)
+	// ShopHealth returns a shop's totals, lines due counted against now;
+	// projections.ErrNotFound when no event named the shop.
+	ShopHealth(ctx context.Context, shop string, now time.Time) (projections.ShopHealth, uint64, error)
 }
 
 // history reads one SKU's events from the event stream.

@@ -82,6 +82,9 @@ func (f *fakeReader) OpenAlertTotals(context.Context) (map[projections.AlertKind
 	return nil, nil
 }
 func (f *fakeReader) Ping(context.Context) error { return f.fail }
+func (f *fakeReader) ShopHealth(context.Context, string, time.Time) (projections.ShopHealth, error) {
+	return projections.ShopHealth{}, f.fail
+}
 
 // okProbe is a NATS that answers, its event stream at last.
 type okProbe struct{ last uint64 }

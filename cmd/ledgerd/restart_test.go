@@ -225,7 +225,7 @@ func killRestart(t *testing.T, bin, databaseURL string) {
 	figs := checkService(t, base, js, f.ackedIDs(), f.shop)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	l, err := consumertest.Read(ctx, js, projections.FoldConfig{SelloutSoon: projections.DefaultSelloutSoon})
+	l, err := consumertest.Read(ctx, js, projections.DefaultFoldConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

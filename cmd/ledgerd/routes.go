@@ -51,6 +51,8 @@ func (a *api) routes() []route {
 	e := func(h func(http.ResponseWriter, *http.Request) error) http.Handler { return errorsTo(a.log, h) }
 	rs := []route{
 		{pattern: "POST /v1/events", access: accessBodyShops, events: a.events.post},
+		{pattern: "GET /v1/shops/{shop}", access: accessPathShop, handler: e(a.reads.shop)},
+		{pattern: "GET /v1/shops/{shop}/sync", access: accessPathShop, handler: e(a.reads.sync)},
 		{pattern: "GET /v1/shops/{shop}/skus", access: accessPathShop, handler: e(a.reads.skus)},
 		{pattern: "GET /v1/shops/{shop}/skus/{sku}", access: accessPathShop, handler: e(a.reads.sku)},
 		{pattern: "GET /v1/shops/{shop}/skus/{sku}/events", access: accessPathShop, handler: e(a.history.events)},

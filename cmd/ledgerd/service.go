@@ -161,7 +161,7 @@ func (s *service) ensureStreams(ctx context.Context) (err error) {
 // partitioned group, that writes it. It returns the projector's options.
 func (s *service) openReadModel(ctx context.Context, met *metrics) (consumers.Options, error) {
 	cfg, log := s.cfg, s.log
-	popts := consumers.Options{Log: log, Fold: projections.FoldConfig{SelloutSoon: cfg.SelloutSoon},
+	popts := consumers.Options{Log: log, Fold: projections.FoldConfig{SelloutSoon: cfg.SelloutSoon, FulfilmentRiskPct: cfg.FulfilmentRiskPct},
 		ViewBucket: transport.ViewBucket, Hooks: met.hooks()}
 	if cfg.DatabaseURL == "" {
 		s.store = projections.NewMemoryStore()

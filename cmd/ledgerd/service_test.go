@@ -17,14 +17,15 @@ import (
 func startTestService(t testing.TB, databaseURL string, opts ...func(*config)) *service {
 	t.Helper()
 	cfg := config{
-		HTTPAddr:    "127.0.0.1:0",
-		DataDir:     t.TempDir(),
-		NATSListen:  "127.0.0.1:0",
-		DatabaseURL: databaseURL,
-		Sync:        syncInterval,
-		StreamBytes: 64 << 20,
-		LogLevel:    slog.LevelInfo,
-		SelloutSoon: projections.DefaultSelloutSoon, // ledgerd's default
+		HTTPAddr:          "127.0.0.1:0",
+		DataDir:           t.TempDir(),
+		NATSListen:        "127.0.0.1:0",
+		DatabaseURL:       databaseURL,
+		Sync:              syncInterval,
+		StreamBytes:       64 << 20,
+		LogLevel:          slog.LevelInfo,
+		SelloutSoon:       projections.DefaultSelloutSoon, // ledgerd's defaults
+		FulfilmentRiskPct: projections.DefaultFulfilmentRiskPct,
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"stockledger/projections"
 )
@@ -33,6 +34,7 @@ type staleModel struct {
 	views  map[projections.SKUKey]stamped[projections.View]
 	lists  map[string]stamped[[]projections.View]
 	alerts map[projections.AlertFilter]stamped[[]projections.Alert]
+	shops  map[string]stamped[projections.ShopHealth]
 }
 
 // stamped is an answer with the applied sequence read before it.
@@ -43,7 +45,8 @@ type stamped[T any] struct {
 
 func newStaleModel(store projections.Reader, p interface{ Applied() uint64 }) *staleModel {
 	return &staleModel{store: store, progress: p, views: map[projections.SKUKey]stamped[projections.View]{},
-		lists: map[string]stamped[[]projections.View]{}, alerts: map[projections.AlertFilter]stamped[[]projections.Alert]{}}
+		lists: map[string]stamped[[]projections.View]{}, alerts: map[projections.AlertFilter]stamped[[]projections.Alert]{},
+		shops: map[string]stamped[projections.ShopHealth]{}}
 }
 
 // readStamped reads the applied sequence, then the answer (read), and
@@ -92,4 +95,13 @@ func (s *staleModel) SKUs(ctx context.Context, shop string) ([]projections.View,
 func (s *staleModel) Alerts(ctx context.Context, f projections.AlertFilter) ([]projections.Alert, uint64, error) {
 	return readStamped(s, s.alerts, f, staleListsMax,
 		func() ([]projections.Alert, error) { return s.store.Alerts(ctx, f) }, always)
+}
+
+// ShopHealth returns a shop's totals (lines due counted against now) and the
+// applied sequence read before them; a shop not found is not answered from
+// the cache.
+func (s *staleModel) ShopHealth(ctx context.Context, shop string, now time.Time) (projections.ShopHealth, uint64, error) {
+	return readStamped(s, s.shops, shop, staleListsMax,
+		func() (projections.ShopHealth, error) { return s.store.ShopHealth(ctx, shop, now) },
+		func(err error) bool { return !errors.Is(err, projections.ErrNotFound) })
 }

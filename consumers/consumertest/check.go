@@ -46,6 +46,8 @@ type Ledger struct {
 	// Refused maps the sequence of each message the fold refused to why:
 	// the projector must have dead-lettered exactly these.
 	Refused map[uint64]string
+	// Shops are the shops' healths, folded as the projector folds them.
+	Shops map[string]*projections.Shop
 
 	cfg projections.FoldConfig
 }
@@ -62,7 +64,8 @@ func Read(ctx context.Context, js jetstream.JetStream, cfg projections.FoldConfi
 		return nil, fmt.Errorf("event stream: %w", err)
 	}
 	l := &Ledger{cfg: cfg, LastSeq: st.CachedInfo().State.LastSeq, SKUs: map[projections.SKUKey]*projections.SKU{},
-		Alerts: map[string]projections.Alert{}, IDs: map[string]int{}, Sales: map[string]int{}, Refused: map[uint64]string{}}
+		Alerts: map[string]projections.Alert{}, IDs: map[string]int{}, Sales: map[string]int{}, Refused: map[uint64]string{},
+		Shops: map[string]*projections.Shop{}}
 	if l.LastSeq == 0 {
 		return l, nil
 	}
@@ -144,11 +147,19 @@ func (l *Ledger) apply(m jetstream.Msg, meta *jetstream.MsgMetadata) {
 		s.Config = l.cfg
 		l.SKUs[k] = s
 	}
+	sh := l.Shops[e.Shop]
+	if sh == nil {
+		sh = projections.NewShop(e.Shop)
+		sh.Config = l.cfg
+		l.Shops[e.Shop] = sh
+	}
+	before := s.Contribution()
 	alerts, err := s.Apply(seq, &e)
 	if err != nil {
 		l.Refused[seq] = err.Error()
 		return
 	}
+	alerts = append(alerts, sh.Add(seq, e.At, before, s.Contribution())...)
 	for _, a := range alerts {
 		l.Alerts[a.ID] = a
 	}

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) projections.Store) {
 		{"AlertsFilterAndOrder", testAlerts},
 		{"AlertRaisedThenResolved", testAlertResolved},
 		{"Outbox", testOutbox},
+		{"ShopsAndSync", testShopsAndSync},
 		{"DueSKUs", testDueSKUs},
 		{"ConcurrentReads", testConcurrentReads},
 	}
@@ -1150,4 +1151,79 @@ func readOnce(t *testing.T, s projections.Store, seen *committedViews, r int, sk
 		return false
 	}
 	return true
+}
+
+// testShopsAndSync commits a shop's health (with its fulfilment_risk alert)
+// and sync instructions: LoadShop gives the health back, ShopHealth the
+// totals with the lines due, and the sync outbox keeps the instructions in
+// order until deleted.
+func testShopsAndSync(t *testing.T, s projections.Store) {
+	ctx := t.Context()
+	f := newFeed(t, s, "p")
+	f.apply(listSpot("h", "a", at(0), 10, 1000), listSpot("h", "b", at(0), 1, 1000))
+	for i := range 19 {
+		f.apply(sale("h", "a", fmt.Sprintf("o%d", i), at(time.Minute), 1, 1000))
+	}
+	f.apply(sale("h", "b", "o-b", at(2*time.Minute), 1, 1000), stockSet("h", "b", at(3*time.Minute), 5))
+	sh := projections.NewShop("h")
+	sh.Config = projections.DefaultFoldConfig()
+	b := f.batch()
+	for _, sku := range []string{"a", "b"} {
+		b.Alerts = append(b.Alerts, sh.Add(f.seq, at(3*time.Minute), projections.Contribution{}, f.sku("h", sku).Contribution())...)
+	}
+	if sh.Alert == nil {
+		t.Fatalf("setup: 9 of 20 lines unserved and no fulfilment_risk: %+v", sh.Totals)
+	}
+	in, ok := f.sku("h", "b").Sync()
+	if !ok || in.Listed != 5 || in.Sellable != 0 {
+		t.Fatalf("setup: b's instruction %+v %v, want listed 5 sellable 0", in, ok)
+	}
+	clearIn := projections.SyncInstruction{Shop: "h", SKU: "a", Seq: f.seq, Key: projections.SyncKey("h", "a", f.seq), Clear: true}
+	b.Shops, b.Sync = []*projections.Shop{sh}, []projections.SyncInstruction{in, clearIn}
+	if err := projections.Commit(ctx, s, b); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := s.LoadShop(ctx, "h")
+	if err != nil || got == nil {
+		t.Fatalf("LoadShop(h) = %v, %v", got, err)
+	}
+	if got.Totals != sh.Totals || got.LastSeq != sh.LastSeq || got.Alert == nil || got.Alert.ID != sh.Alert.ID || got.Alert.Rev != sh.Alert.Rev {
+		t.Errorf("LoadShop(h) = %+v (alert %+v), want %+v (alert %+v)", got, got.Alert, sh, sh.Alert)
+	}
+	if none, err := s.LoadShop(ctx, "nowhere"); none != nil || err != nil {
+		t.Errorf("LoadShop of a shop never seen = %v, %v; want nil, nil", none, err)
+	}
+	h, err := s.ShopHealth(ctx, "h", at(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := projections.ShopHealth{Shop: "h", SKUs: 2, OpenLines: 20, DueWithin24h: 20, Unserved: 9, AtRiskLines: 9,
+		ExposureFen: sh.Totals.ExposureFen, AtRiskPct: 45, LastSeq: f.seq}
+	if h != want {
+		t.Errorf("ShopHealth(h, 1h) = %+v, want %+v", h, want)
+	}
+	if h, _ := s.ShopHealth(ctx, "h", at(25*time.Hour)); h.DueWithin24h != 0 {
+		t.Errorf("ShopHealth(h, 25h): %d lines due, want 0 (all past their ship-by)", h.DueWithin24h)
+	}
+	if _, err := s.ShopHealth(ctx, "nowhere", at(0)); !errors.Is(err, projections.ErrNotFound) {
+		t.Errorf("ShopHealth of a shop never seen: %v, want ErrNotFound", err)
+	}
+
+	pending, err := s.PendingSync(ctx, 10)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("PendingSync = %+v, %v; want 2", pending, err)
+	}
+	if p := pending[0]; p.Instruction != in || p.Clear || p.Checkpoint != f.seq {
+		t.Errorf("PendingSync[0] = %+v, want %+v at checkpoint %d", p, in, f.seq)
+	}
+	if p := pending[1]; !p.Clear || !p.Instruction.Clear || p.Instruction.SKU != "a" || p.ID <= pending[0].ID {
+		t.Errorf("PendingSync[1] = %+v, want the clear of a after the first", p)
+	}
+	if err := s.DeletePendingSync(ctx, pending[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if rest, _ := s.PendingSync(ctx, 10); len(rest) != 1 || rest[0].ID != pending[1].ID {
+		t.Errorf("PendingSync after deleting the first = %+v", rest)
+	}
 }
