@@ -195,20 +195,7 @@ func (pr *Projector) Run(ctx context.Context) error {
 	}
 	pr.commits.ckpt = ckpt
 	pr.applied.set(ckpt)
-	if pr.o.SkipPublishedAlerts {
-		pr.alerts.skipPublished(ctx)
-		pr.sync.skipPublished(ctx)
-	}
-	if ckpt == 0 {
-		// A read model emptied under a consumer that had made progress
-		// (a Postgres schema rebuilt from the stream, say): what it
-		// acknowledged was committed and published before.
-		if acked := pr.loop.ackedBefore(ctx); acked > 0 {
-			pr.alerts.skipBelow(acked + 1)
-			pr.sync.skipBelow(acked + 1)
-			pr.log.Info("rebuilding from sequence 1: alert changes up to the old acknowledgement are not published again", "acked", acked)
-		}
-	}
+	pr.skipPublished(ctx, ckpt)
 	if pr.bucket != nil {
 		pr.bucket.start(ctx)
 	}
@@ -221,6 +208,28 @@ func (pr *Projector) Run(ctx context.Context) error {
 	defer stopSync()
 	pr.loop.run(ctx)
 	return nil
+}
+
+// skipPublished sets what the outbox publishers pass over when the read
+// model is rebuilt from sequence 1. A memory read model (rebuilt at every
+// start): what precedes the last message on each stream, in outbox order,
+// was published before, and what a kill cut off after a commit was not and
+// is published now. A persisted read model emptied under a consumer that had
+// made progress (a Postgres schema rebuilt by a migration): its old outboxes
+// are gone with it, and what the consumer acknowledged was committed under
+// the old model; the rebuild publishes what comes after.
+func (pr *Projector) skipPublished(ctx context.Context, ckpt uint64) {
+	switch {
+	case pr.o.SkipPublishedAlerts:
+		pr.alerts.skipPublished(ctx)
+		pr.sync.skipPublished(ctx)
+	case ckpt == 0:
+		if acked := pr.loop.ackedBefore(ctx); acked > 0 {
+			pr.alerts.skipBelow(acked + 1)
+			pr.sync.skipBelow(acked + 1)
+			pr.log.Info("rebuilding from sequence 1: alert changes and sync instructions up to the old acknowledgement are not published again", "acked", acked)
+		}
+	}
 }
 
 // Held returns how many SKU states the projector holds in memory and how
