@@ -152,6 +152,7 @@ type Projector struct {
 	applied   *appliedSeq
 	alerts    *outboxPublisher
 	sync      *outboxPublisher
+	syncSrc   *syncSource
 	bucket    *viewBucket // nil without Options.ViewBucket
 	health    *health
 }
@@ -169,9 +170,10 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store Store, o Options)
 		commits: &committer{store: store, name: o.Name, log: log, health: h},
 		applied: newAppliedSeq(),
 		alerts:  newOutboxPublisher(alertSource{js: js, outbox: store}, js, log),
-		sync:    newOutboxPublisher(syncSource{js: js, outbox: store}, js, log),
+		syncSrc: &syncSource{js: js, outbox: store},
 		health:  h,
 	}
+	pr.sync = newOutboxPublisher(pr.syncSrc, js, log)
 	pr.loop = newBatchLoop(js, o, pr, h, log)
 	// The order in which a commit is told: metrics, waiters, then the
 	// views and the alerts that dashboards watch.
@@ -211,22 +213,24 @@ func (pr *Projector) Run(ctx context.Context) error {
 }
 
 // skipPublished sets what the outbox publishers pass over when the read
-// model is rebuilt from sequence 1. A memory read model (rebuilt at every
-// start): what precedes the last message on each stream, in outbox order,
-// was published before, and what a kill cut off after a commit was not and
-// is published now. A persisted read model emptied under a consumer that had
-// made progress (a Postgres schema rebuilt by a migration): its old outboxes
-// are gone with it, and what the consumer acknowledged was committed under
-// the old model; the rebuild publishes what comes after.
+// model is rebuilt from sequence 1. Sync instructions: those at or below
+// their SKU's last instruction on the stream (syncSource.rebuilding). Alert
+// changes of a memory read model (rebuilt at every start): what precedes the
+// last message on the alert stream, in outbox order, was published before,
+// and what a kill cut off after a commit was not and is published now; of a
+// persisted read model emptied under a consumer that had made progress (a
+// Postgres schema rebuilt by a migration): its old outbox is gone with it,
+// and what the consumer acknowledged was committed under the old model, so
+// the rebuild publishes what comes after.
 func (pr *Projector) skipPublished(ctx context.Context, ckpt uint64) {
 	switch {
 	case pr.o.SkipPublishedAlerts:
 		pr.alerts.skipPublished(ctx)
-		pr.sync.skipPublished(ctx)
+		pr.syncSrc.rebuilding()
 	case ckpt == 0:
 		if acked := pr.loop.ackedBefore(ctx); acked > 0 {
 			pr.alerts.skipBelow(acked + 1)
-			pr.sync.skipBelow(acked + 1)
+			pr.syncSrc.rebuilding()
 			pr.log.Info("rebuilding from sequence 1: alert changes and sync instructions up to the old acknowledgement are not published again", "acked", acked)
 		}
 	}

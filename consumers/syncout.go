@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -22,23 +23,38 @@ import (
 type syncSource struct {
 	js     jetstream.JetStream
 	outbox projections.Outbox
+	// floors, while the read model is rebuilt from sequence 1 (rebuilding),
+	// holds for each SKU the sequence of the last instruction on the
+	// stream: an instruction of the rebuild at or below it describes a
+	// state the platform was told of already (or one a later instruction
+	// replaced), and is passed over, a clear too. Nil otherwise.
+	floors map[projections.SKUKey]uint64
 }
 
-func (syncSource) name() string          { return "sync instruction" }
-func (syncSource) wanted(f *flight) bool { return f.syncs > 0 }
-func (syncSource) stream() string        { return transport.SyncStream }
-func (syncSource) subjects() string      { return transport.SyncSubjectRoot + ".>" }
+func (*syncSource) name() string          { return "sync instruction" }
+func (*syncSource) wanted(f *flight) bool { return f.syncs > 0 }
+func (*syncSource) stream() string        { return transport.SyncStream }
+func (*syncSource) subjects() string      { return transport.SyncSubjectRoot + ".>" }
 
-// flush implements outboxSource.
-func (ss syncSource) flush(ctx context.Context, floor uint64) (int, error) {
+// rebuilding makes the source pass over what was published before, SKU by
+// SKU (floors). Call it before the publisher starts.
+func (ss *syncSource) rebuilding() { ss.floors = make(map[projections.SKUKey]uint64) }
+
+// flush implements outboxSource. The checkpoint floor is not used: the
+// instructions' own sequences say what is stale (floors).
+func (ss *syncSource) flush(ctx context.Context, _ uint64) (int, error) {
 	pending, err := ss.outbox.PendingSync(ctx, outboxBatchMax)
 	if err != nil || len(pending) == 0 {
 		return 0, err
 	}
 	futures := make([]jetstream.PubAckFuture, 0, 2*len(pending))
 	for _, ob := range pending {
-		if floor > 0 && ob.Checkpoint < floor {
-			continue // published before this process started
+		stale, err := ss.stale(ctx, ob.Instruction)
+		if err != nil {
+			return 0, err
+		}
+		if stale {
+			continue
 		}
 		fs, err := ss.publish(ob)
 		if err != nil {
@@ -55,9 +71,53 @@ func (ss syncSource) flush(ctx context.Context, floor uint64) (int, error) {
 	return len(pending), nil
 }
 
+// stale reports whether, during a rebuild, in is at or below the last
+// instruction of its SKU on the stream (read once per SKU, then kept); it
+// moves the SKU's floor to in otherwise.
+func (ss *syncSource) stale(ctx context.Context, in projections.SyncInstruction) (bool, error) {
+	if ss.floors == nil {
+		return false, nil
+	}
+	k := projections.SKUKey{Shop: in.Shop, SKU: in.SKU}
+	floor, ok := ss.floors[k]
+	if !ok {
+		var err error
+		if floor, err = ss.lastPublished(ctx, in.Shop, in.SKU); err != nil {
+			return false, err
+		}
+	}
+	if in.Seq <= floor {
+		ss.floors[k] = floor
+		return true, nil
+	}
+	ss.floors[k] = in.Seq
+	return false, nil
+}
+
+// lastPublished reads the sequence of the SKU's last instruction on the
+// stream, 0 when there is none.
+func (ss *syncSource) lastPublished(ctx context.Context, shop, sku string) (uint64, error) {
+	st, err := ss.js.Stream(ctx, transport.SyncStream)
+	if err != nil {
+		return 0, fmt.Errorf("look up stream %s: %w", transport.SyncStream, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, transport.SyncSubject(shop, sku))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last sync instruction of %s/%s: %w", shop, sku, err)
+	}
+	var in projections.SyncInstruction
+	if err := json.Unmarshal(m.Data, &in); err != nil {
+		return 0, fmt.Errorf("last sync instruction of %s/%s: %w", shop, sku, err)
+	}
+	return in.Seq, nil
+}
+
 // publish sends one instruction to the stream and the bucket without
 // waiting for the acks.
-func (ss syncSource) publish(ob projections.OutboxSync) ([]jetstream.PubAckFuture, error) {
+func (ss *syncSource) publish(ob projections.OutboxSync) ([]jetstream.PubAckFuture, error) {
 	in := ob.Instruction
 	key := &nats.Msg{Subject: transport.SyncTargetKVSubject(in.Shop, in.SKU), Header: nats.Header{}}
 	if ob.Clear {
