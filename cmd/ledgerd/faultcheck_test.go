@@ -291,6 +291,7 @@ func checkService(t *testing.T, base string, js jetstream.JetStream, acked map[s
 	for _, m := range missing {
 		problems = append(problems, "alert change not on the alert stream: "+m)
 	}
+	problems = append(problems, l.CheckSync(ctx, js)...)
 	if len(problems) > 0 {
 		t.Errorf("%d problems after the fault run:\n%s", len(problems), consumertest.Join(problems, 30))
 	}

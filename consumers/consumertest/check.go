@@ -8,6 +8,7 @@ package consumertest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -309,4 +310,84 @@ func Join(problems []string, max int) string {
 		problems = append(problems[:max:max], fmt.Sprintf("… and %d more", len(problems)-max))
 	}
 	return strings.Join(problems, "\n")
+}
+
+// syncWaitMax bounds the wait for the sync targets to settle.
+const syncWaitMax = 30 * time.Second
+
+// CheckSync compares the stock sync the service published with the fresh
+// fold: once the STOCK_SYNC_TARGETS bucket holds, for every SKU whose listed
+// and sellable differ, an instruction with those figures, and no key for
+// the others (waiting up to syncWaitMax for the publisher), the stream must
+// hold each SKU's instructions once each, in increasing sequence. Problems
+// are returned as text.
+func (l *Ledger) CheckSync(ctx context.Context, js jetstream.JetStream) []string {
+	kv, err := js.KeyValue(ctx, transport.SyncTargetsBucket)
+	if err != nil {
+		return []string{"sync targets bucket: " + err.Error()}
+	}
+	deadline := time.Now().Add(syncWaitMax)
+	var problems []string
+	for {
+		problems = l.compareTargets(ctx, kv)
+		if len(problems) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return append(problems, syncStreamOrder(ctx, js)...)
+}
+
+// compareTargets checks every folded SKU's bucket key against its figures.
+func (l *Ledger) compareTargets(ctx context.Context, kv jetstream.KeyValue) []string {
+	var problems []string
+	for k, s := range l.SKUs {
+		v := s.View()
+		e, err := kv.Get(ctx, transport.ViewKey(k.Shop, k.SKU))
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound) && v.Listed != v.Sellable:
+			problems = append(problems, fmt.Sprintf("%s/%s: listed %d sellable %d and no sync target", k.Shop, k.SKU, v.Listed, v.Sellable))
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s/%s: sync target: %v", k.Shop, k.SKU, err))
+		case v.Listed == v.Sellable:
+			problems = append(problems, fmt.Sprintf("%s/%s: listed and sellable agree at %d, and a sync target is left: %s", k.Shop, k.SKU, v.Listed, e.Value()))
+		default:
+			var in projections.SyncInstruction
+			if err := json.Unmarshal(e.Value(), &in); err != nil || in.Listed != v.Listed || in.Sellable != v.Sellable {
+				problems = append(problems, fmt.Sprintf("%s/%s: sync target %s, the fold has listed %d sellable %d", k.Shop, k.SKU, e.Value(), v.Listed, v.Sellable))
+			}
+		}
+	}
+	return problems
+}
+
+// syncStreamOrder reads STOCK_SYNC: each SKU's instructions must come once
+// each, in increasing sequence (none lost to a reorder, none twice).
+func syncStreamOrder(ctx context.Context, js jetstream.JetStream) []string {
+	st, err := js.Stream(ctx, transport.SyncStream)
+	if err != nil {
+		return []string{"sync stream: " + err.Error()}
+	}
+	last := map[string]uint64{}
+	var problems []string
+	for seq := st.CachedInfo().State.FirstSeq; seq <= st.CachedInfo().State.LastSeq && seq > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return append(problems, fmt.Sprintf("sync stream at %d: %v", seq, err))
+		}
+		var in projections.SyncInstruction
+		if err := json.Unmarshal(m.Data, &in); err != nil {
+			return append(problems, fmt.Sprintf("sync stream at %d: %v", seq, err))
+		}
+		k := in.Shop + "/" + in.SKU
+		if prev, ok := last[k]; ok && in.Seq <= prev {
+			problems = append(problems, fmt.Sprintf("%s: instruction of seq %d after one of seq %d (twice, or out of order)", k, in.Seq, prev))
+		}
+		last[k] = in.Seq
+	}
+	return problems
 }
