@@ -39,8 +39,8 @@ func (s *SKU) evaluate(seq uint64, at time.Time, changes []Alert) []Alert {
 			// The message names only the alert's own figures: a sale that
 			// moves listed and the real limit together leaves the alert as
 			// it is, instead of publishing a new revision per sale.
-			Message: fmt.Sprintf("the platform offers %s more than the %d it should show (%s): selling them risks %s",
-				plural(units, "unit"), s.Sellable(), s.limitName(), Yuan(units*per))})
+			Message: fmt.Sprintf("the platform offers %s more than it should show (%s): selling them risks %s",
+				plural(units, "unit"), s.limitName(), Yuan(units*per))})
 	} else {
 		changes = s.resolve(changes, alertKey(PhantomStock, ""), seq, at)
 	}

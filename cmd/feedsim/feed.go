@@ -44,7 +44,7 @@ func genFlags(fs *flag.FlagSet, c *genConfig, start *string) {
 	fs.IntVar(&c.DropLen, "drop-len", c.DropLen, "a link drop lasts N steps")
 	fs.Float64Var(&c.DropShare, "drop-share", c.DropShare, "share of orders the dropped link takes")
 	fs.Float64Var(&c.ResendShare, "resend-share", c.ResendShare, "share of events published again, identical, -resend-after steps later (a platform push repeated)")
-	fs.IntVar(&c.ResendAfter, "resend-after", c.ResendAfter, "steps (about one event each) until a re-send; when that is longer than the stream's duplicate window (LEDGER_DUPLICATE_WINDOW, 30s by default) at the rate used, the fold's once-forever rule keeps the re-send out")
+	fs.IntVar(&c.ResendAfter, "resend-after", c.ResendAfter, "steps (about one event each) until a re-send; when that is longer than the stream's duplicate window (LEDGER_DUPLICATE_WINDOW, 10s by default) at the rate used, the fold's once-forever rule keeps the re-send out")
 	fs.StringVar(start, "start", "", "event time of the first event, RFC 3339 (default: now); fix it for byte-identical feeds")
 }
 

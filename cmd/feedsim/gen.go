@@ -120,7 +120,7 @@ type genConfig struct {
 	// ResendAfter steps later, identical (the same id, the same natural
 	// key), as platform pushes repeat and feeds re-poll. The default delay
 	// is 3 minutes at the feed's default rate of 2,000 events a second:
-	// past the stream's duplicate window (30 s by default, at most 10 minutes), so that it is the fold's
+	// past the stream's duplicate window (10 s by default, at most 10 minutes), so that it is the fold's
 	// once-forever rule that keeps a re-send out of the figures. A run
 	// shorter than ResendAfter steps re-sends nothing.
 	ResendShare float64

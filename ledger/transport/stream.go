@@ -28,9 +28,14 @@ const SyncMaxAge = 7 * 24 * time.Hour
 // only keeps repeats out of the stream.
 const (
 	// DefaultEventDuplicateWindow is the window of the event and alert
-	// streams when StreamOptions.DuplicateWindow is zero. The alert
-	// outbox's re-sends after a crash come within seconds.
-	DefaultEventDuplicateWindow = 30 * time.Second
+	// streams when StreamOptions.DuplicateWindow is zero: measured with
+	// feedsim bench (BENCHMARKS.md), 2 minutes let the server's live heap
+	// grow past a million events, 30 s held it flat at ~10k events/s (a
+	// third of a flash sale's rate), 10 s held it flat at the lowest
+	// figure. The publishers' own retries and the alert outbox's re-sends
+	// after a crash come within it; a later repeat is stored twice and
+	// applied once.
+	DefaultEventDuplicateWindow = 10 * time.Second
 	// DuplicateWindow is the window of the dead-letter stream, whose
 	// messages are few.
 	DuplicateWindow = 2 * time.Minute
