@@ -117,7 +117,7 @@ func (s *SKU) View() View {
 		CapacityLeft: s.CapacityLeft(), SafetyStock: s.SafetyStock, Sellable: s.Sellable(),
 		OpenOrders: int64(len(s.spot.lines) + len(s.presale.lines)), LateOrders: int64(s.spot.late + s.presale.late),
 		ExposureFen: s.exposureFen(),
-		OpenAlerts: int64(len(s.Alerts)), LastSeq: s.LastSeq, UpdatedAt: s.UpdatedAt,
+		OpenAlerts:  int64(len(s.Alerts)), LastSeq: s.LastSeq, UpdatedAt: s.UpdatedAt,
 		ViewPace: s.paceView(),
 	}
 }
