@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"stockledger/projections"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ func TestScenariosPartitioned(t *testing.T) {
 				HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(), NATSListen: "127.0.0.1:0",
 				DatabaseURL: testDatabaseURL(t), Sync: syncInterval, StreamBytes: 64 << 20, LogLevel: slog.LevelInfo,
 				Replicas: 1, Partitions: 3, Instance: "scenario", LeaseTTL: 2 * time.Second,
+				SelloutSoon: projections.DefaultSelloutSoon, FulfilmentRiskPct: projections.DefaultFulfilmentRiskPct, // ledgerd's defaults
 			}
 			if err := cfg.checkCluster(); err != nil {
 				t.Fatal(err)
