@@ -61,7 +61,10 @@ func (s *SKU) sale(seq uint64, e *ledger.Event, changes []Alert) []Alert {
 	qty := ledger.Value(e.Qty)
 	l.ParentOrderID, l.Qty, l.UnitPriceFen, l.SalesForm = e.ParentOrderID, qty, e.UnitPriceFen, form
 	l.SoldAt, l.ShipBy, l.Seq = e.At.UTC(), shipBy.UTC(), seq
-	l.Promise = Slot{At: e.At.UTC(), IDs: []string{e.ID}}
+	// The sale's own promise holds the slot from its at; no id is kept:
+	// a promise change at the same instant comes later in the stream and
+	// wins, and no promise change has the sale's id.
+	l.Promise = Slot{At: e.At.UTC()}
 	s.touch(l)
 	s.Pace.add(e.At, qty)
 	if e.LiveID != "" {

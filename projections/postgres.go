@@ -402,7 +402,7 @@ func (w *pgWrite) addSKU(s *SKU, v *View) error {
 	}
 	w.sk.add(s, v, state)
 	for _, l := range s.DirtyLines() {
-		book, err := json.Marshal(l.book())
+		book, err := l.encodeBook()
 		if err != nil {
 			return fmt.Errorf("encode line %s/%s/%s: %w", s.Shop, s.SKU, l.OrderID, err)
 		}

@@ -20,6 +20,30 @@ type lineBook struct {
 
 func (l *Line) book() lineBook { return lineBook{Promise: l.Promise, Docs: l.Docs, Early: l.Early} }
 
+// encodeBook encodes a line's book, or nothing for the usual line: no
+// document, no early event, and its sale's own promise, which the line's
+// sold_at restores (decodeBook). Most lines are written with no JSON.
+func (l *Line) encodeBook() ([]byte, error) {
+	if len(l.Docs) == 0 && len(l.Early) == 0 && len(l.Promise.IDs) == 0 && l.Promise.At.Equal(l.SoldAt) {
+		return []byte{}, nil
+	}
+	return json.Marshal(l.book())
+}
+
+// decodeBook sets a line's book from what encodeBook wrote.
+func (l *Line) decodeBook(book []byte) error {
+	if len(book) == 0 {
+		l.Promise = Slot{At: l.SoldAt}
+		return nil
+	}
+	var b lineBook
+	if err := json.Unmarshal(book, &b); err != nil {
+		return fmt.Errorf("decode line %s: %w", l.OrderID, err)
+	}
+	l.Promise, l.Docs, l.Early = b.Promise, b.Docs, b.Early
+	return nil
+}
+
 // lineColumnNames are the columns of a row of the lines table, in order.
 var lineColumnNames = []string{"shop", "sku", "order_id", "parent_order_id", "qty", "unit_price_fen", "sales_form",
 	"sold_at", "ship_by", "seq", "shipped", "cancelled", "returned", "late", "closed_at", "state", "book"}
@@ -120,11 +144,9 @@ func scanLineInto(row pgx.CollectableRow, first ...any) (*Line, error) {
 		return nil, err
 	}
 	l.SoldAt, l.ShipBy, l.ClosedAt = utcOrZero(soldAt), utcOrZero(shipBy), utcOrZero(closedAt)
-	var b lineBook
-	if err := json.Unmarshal(book, &b); err != nil {
-		return nil, fmt.Errorf("decode line %s: %w", l.OrderID, err)
+	if err := l.decodeBook(book); err != nil {
+		return nil, err
 	}
-	l.Promise, l.Docs, l.Early = b.Promise, b.Docs, b.Early
 	return &l, nil
 }
 
