@@ -232,6 +232,18 @@ func TestSyncModes(t *testing.T) {
 	}
 	waitListed(t, base, shop, sku, 10)
 	waitTarget(t, kv, shop, sku, 0, 0)
+
+	// Goods received for a product never listed: the platform has no figure
+	// to raise, even in mode full.
+	mustCtl(t, base, "", "send", "-type", "restock", "-shop", shop, "-sku", "plate", "-qty", "4")
+	waitTarget(t, kv, shop, "plate", 0, 4)
+	out = mustCtl(t, base, "", "sync", shop, "-once", "-mode", "full", "-nats-url", natsURL)
+	if want := shop + "/plate: platform left at 0, should show 4: not on sale (unlisted)"; !strings.Contains(out, want) {
+		t.Errorf("sync -once -mode full of an unlisted SKU: want %q in\n%s", want, out)
+	}
+	if got := stockSets(t, base, shop, "plate"); len(got) != 0 {
+		t.Errorf("stock_sets %v posted for an unlisted SKU", got)
+	}
 	if _, err := ctl(t, base, "", "sync", shop, "-mode", "up", "-nats-url", natsURL); err == nil || !strings.Contains(err.Error(), `-mode "up"`) {
 		t.Errorf("sync -mode up: err %v; want the flag named", err)
 	}

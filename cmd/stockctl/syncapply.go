@@ -37,6 +37,15 @@ func (s *syncer) handle(ctx context.Context, in projections.SyncInstruction, may
 		d.Action, d.Reason = "left", "mode down only lowers the platform figure (-mode full raises it)"
 		return false, s.report(d)
 	}
+	if status, err := s.status(ctx, in); err != nil {
+		return true, err
+	} else if status != projections.StatusListed {
+		// A platform holds no figure for a product never listed, and a
+		// listing sets the figure of one delisted when it is listed again.
+		s.handled[in.SKU] = in.Seq
+		d.Action, d.Reason = "left", "not on sale ("+string(status)+"): its listing sets the platform figure"
+		return false, s.report(d)
+	}
 	d.EventID = syncEventID(in.Key)
 	if maybePosted {
 		seq, err := s.posted(ctx, in, d.EventID)
@@ -65,6 +74,21 @@ func (s *syncer) handle(ctx context.Context, in projections.SyncInstruction, may
 		d.Reason = "the same event was stored before"
 	}
 	return false, s.report(d)
+}
+
+// status reads the SKU's status now: an instruction carries none.
+func (s *syncer) status(ctx context.Context, in projections.SyncInstruction) (projections.Status, error) {
+	data, err := s.c.call(ctx, http.MethodGet, "/v1/shops/"+url.PathEscape(in.Shop)+"/skus/"+url.PathEscape(in.SKU), nil, nil)
+	if err != nil {
+		return "", fmt.Errorf("%s/%s: read status: %w", in.Shop, in.SKU, err)
+	}
+	var v struct {
+		Status projections.Status `json:"status"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return "", fmt.Errorf("%s/%s: read status: %w", in.Shop, in.SKU, err)
+	}
+	return v.Status, nil
 }
 
 // postStockSet posts the stock_set that applies in, with event id id and
