@@ -99,10 +99,13 @@ func (c *cli) printPending(p pendingSync) error {
 	}
 	fmt.Fprintf(c.stdout, "\npending sync: %d SKUs whose platform figure differs from sellable\n", len(p.SKUs))
 	tw := c.table()
-	fmt.Fprintln(tw, "SKU\tSTATUS\tPENDING SYNC\tINSTRUCTION")
+	// The instruction's key is left to -json: the service computes it from
+	// the SKU's last event, which may be later than the key an adapter
+	// following the stream logs for the same figures.
+	fmt.Fprintln(tw, "SKU\tSTATUS\tPENDING SYNC")
 	for _, e := range p.SKUs {
 		in := e.Instruction
-		fmt.Fprintf(tw, "%s\t%s\tplatform shows %d, should show %d (%+d)\t%s\n", e.SKU, e.Status, in.Listed, in.Sellable, in.Delta, in.Key)
+		fmt.Fprintf(tw, "%s\t%s\tplatform shows %d, should show %d (%+d)\n", e.SKU, e.Status, in.Listed, in.Sellable, in.Delta)
 	}
 	return tw.Flush()
 }
