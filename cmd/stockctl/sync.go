@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"stockledger/ledger"
 	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
@@ -98,7 +99,7 @@ type syncDecision struct {
 	Sellable int64     `json:"sellable"`
 	Key      string    `json:"key"`
 	EventID  string    `json:"event_id,omitempty"`
-	Seq      uint64    `json:"seq,omitempty"` // the stock_set's stream sequence
+	EventSeq uint64    `json:"event_seq,omitempty"` // the stock_set's stream sequence
 	Reason   string    `json:"reason,omitempty"`
 }
 
@@ -146,12 +147,12 @@ func (c *cli) sync(ctx context.Context, args []string) error {
 // checkName checks a shop or SKU as the ledger does: it becomes a NATS
 // subject token.
 func checkName(what, v string) error {
-	ok := len(v) >= 1 && len(v) <= 64
+	ok := len(v) >= 1 && len(v) <= ledger.MaxNameLen
 	for _, r := range v {
 		ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
 	}
 	if !ok {
-		return fmt.Errorf("%s %q: must match ^[A-Za-z0-9_-]{1,64}$", what, v)
+		return fmt.Errorf("%s %q: must match ^[A-Za-z0-9_-]{1,%d}$ (it becomes a NATS subject token)", what, v, ledger.MaxNameLen)
 	}
 	return nil
 }
@@ -166,9 +167,9 @@ func syncConsumerName(shop string) string { return "stockctl-sync-" + shop }
 // the stream aged past. The consumer is created first, so that nothing
 // published meanwhile is missed; what it delivers again is passed over.
 func (s *syncer) start(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
-	ctx, cancel := context.WithTimeout(ctx, syncSetupTimeout)
+	setup, cancel := context.WithTimeout(ctx, syncSetupTimeout)
 	defer cancel()
-	cons, err := js.CreateOrUpdateConsumer(ctx, transport.SyncStream, jetstream.ConsumerConfig{
+	cons, err := js.CreateOrUpdateConsumer(setup, transport.SyncStream, jetstream.ConsumerConfig{
 		Durable:       syncConsumerName(s.shop),
 		Description:   "stockctl sync: the reference adapter of shop " + s.shop,
 		FilterSubject: transport.SyncShopFilter(s.shop),
@@ -182,7 +183,7 @@ func (s *syncer) start(ctx context.Context, js jetstream.JetStream) (jetstream.C
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s on stream %s: %w (is ledgerd running on this NATS?)", syncConsumerName(s.shop), transport.SyncStream, err)
 	}
-	targets, err := s.targets(ctx, js)
+	targets, err := s.targets(setup, js)
 	if err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ func (s *syncer) handle(ctx context.Context, in projections.SyncInstruction, may
 		}
 		if seq > 0 {
 			s.handled[in.SKU] = in.Seq
-			d.Action, d.Seq = "already", seq
+			d.Action, d.EventSeq = "already", seq
 			return false, s.report(d)
 		}
 	}
@@ -69,7 +69,7 @@ func (s *syncer) handle(ctx context.Context, in projections.SyncInstruction, may
 		return true, fmt.Errorf("%s/%s: post stock_set of instruction %s: %w", in.Shop, in.SKU, in.Key, err)
 	}
 	s.handled[in.SKU] = in.Seq
-	d.Action, d.Seq = "applied", seq
+	d.Action, d.EventSeq = "applied", seq
 	if dup {
 		d.Reason = "the same event was stored before"
 	}
@@ -174,7 +174,7 @@ func (s *syncer) report(d syncDecision) error {
 			what += " (" + d.Reason + ")"
 		}
 	case "already":
-		what = fmt.Sprintf("platform %d -> %d posted before (event %s, seq %d), not again", d.Listed, d.Sellable, d.EventID, d.Seq)
+		what = fmt.Sprintf("platform %d -> %d posted before (event %s, seq %d), not again", d.Listed, d.Sellable, d.EventID, d.EventSeq)
 	case "left":
 		what = fmt.Sprintf("platform left at %d, should show %d: %s", d.Listed, d.Sellable, d.Reason)
 	case "stale":
