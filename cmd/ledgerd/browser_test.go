@@ -181,6 +181,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	waitJS(t, ctx, fmt.Sprintf("%d open alerts listed", len(alerts.Alerts)),
 		fmt.Sprintf(`document.querySelectorAll("#alerts li").length === %d`, len(alerts.Alerts)))
+	checkShopHealth(t, ctx, base, shop, last)
+	// Pending sync, from the views: the lipstick's platform shows 5 (set) of
+	// none sellable, the jacket's 40 of none (capacity exceeded); the
+	// serum's shows what it should.
+	waitJS(t, ctx, "two SKUs pending sync", `document.querySelectorAll("#sync tr").length === 2`)
+	for _, want := range []string{`#sync-lipstick-red[data-delta="-5"]`, `#sync-down-jacket[data-delta="-40"]`} {
+		waitJS(t, ctx, "pending sync "+want, fmt.Sprintf(`!!document.querySelector(%q)`, want))
+	}
 	marker, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.__loadMarker || ""`))
 	if err != nil || marker != "first-load" {
 		t.Fatalf("the page reloaded (marker %q, err %v): updates must arrive without a reload", marker, err)
@@ -212,6 +220,75 @@ func TestDashboardInBrowser(t *testing.T) {
 	if !strings.HasPrefix(string(desktop), "\x89PNG") {
 		t.Errorf("screenshot is not a PNG")
 	}
+}
+
+// checkShopHealth waits until the page's shop totals are the API's once
+// the events up to seq are applied: open, late and unserved lines, the
+// at-risk percentage, warned while fulfilment_risk is open.
+func checkShopHealth(t *testing.T, ctx context.Context, base, shop string, seq uint64) {
+	t.Helper()
+	status, resp := do(t, http.MethodGet, fmt.Sprintf("%s/v1/shops/%s?min_seq=%d", base, shop, seq), nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET shop: %d %s", status, resp)
+	}
+	var h struct {
+		OpenLines      int64           `json:"open_lines"`
+		LateLines      int64           `json:"late_lines"`
+		Unserved       int64           `json:"unserved_lines"`
+		AtRiskPct      float64         `json:"at_risk_pct"`
+		FulfilmentRisk json.RawMessage `json:"fulfilment_risk"`
+	}
+	if err := json.Unmarshal(resp, &h); err != nil {
+		t.Fatal(err)
+	}
+	// The demo sale leaves 3 of 26 lines unserved: past the default 5%.
+	if h.Unserved == 0 || string(h.FulfilmentRisk) == "null" {
+		t.Fatalf("the demo sale leaves no line unserved or no fulfilment_risk open: %s", resp)
+	}
+	lines := fmt.Sprintf("%d / %d / %d", h.OpenLines, h.LateLines, h.Unserved)
+	waitJS(t, ctx, "the open / late / unserved lines show "+lines, fmt.Sprintf(`document.getElementById("t-orders").textContent === %q`, lines))
+	pct := fmt.Sprintf("%.1f%%", h.AtRiskPct)
+	waitJS(t, ctx, "the at-risk percentage shows "+pct, fmt.Sprintf(`document.getElementById("t-atrisk").textContent === %q`, pct))
+	waitJS(t, ctx, "the at-risk percentage is warned", `document.getElementById("t-atrisk-box").classList.contains("warn")`)
+	waitJS(t, ctx, "the shop's fulfilment_risk alert is listed", `!!document.querySelector('li.alert[data-kind="fulfilment_risk"]')`)
+}
+
+// TestDashboardInBrowserWithToken: with a token file, the page given its
+// token after "#token=" follows the live feed and reads the shop's health
+// with it.
+func TestDashboardInBrowserWithToken(t *testing.T) {
+	ctx := newBrowser(t)
+	const shop, token = "shop-tok", "tok-page-0123456789abcdef0123456789abcdef"
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte(token+" "+shop+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svc := startTestService(t, "", func(c *config) { c.TokensFile = file })
+	base := "http://" + svc.httpAddr
+	body := `[{"type":"listing","shop":"shop-tok","sku":"mat","title":"Mat","price_fen":4500,"stock":10,"sales_form":"spot","ship_within_hours":48},
+		{"type":"sale","shop":"shop-tok","sku":"mat","order_id":"o1","qty":2,"unit_price_fen":4500},
+		{"type":"recount","shop":"shop-tok","sku":"mat","counted":5}]`
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/events", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST with the token: %d", resp.StatusCode)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/?shop="+shop+"#token="+token)); err != nil {
+		t.Fatalf("open the dashboard: %v", err)
+	}
+	waitJS(t, ctx, "the live feed connects", `document.getElementById("conn").className === "live"`)
+	waitJS(t, ctx, "the mat pending sync, 8 to 3", `!!document.querySelector('#sync-mat[data-delta="-5"]')`)
+	waitJS(t, ctx, "the shop's health read with the token", `document.getElementById("t-orders").textContent === "1 / 0 / 0"`)
+	waitJS(t, ctx, "no fulfilment warning with one open line", `!document.getElementById("t-atrisk-box").classList.contains("warn")`)
 }
 
 // waitJS polls a JavaScript predicate in the page until it is true, or fails

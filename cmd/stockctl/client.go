@@ -43,6 +43,7 @@ type cli struct {
 	addr   string
 	json   bool
 	http   http.Client
+	getenv func(string) string
 }
 
 // flags returns a command's flag set with the common flags on it, their

@@ -1,7 +1,8 @@
 // Command stockctl is the command-line client of ledgerd for merchants and
-// operators: send events, show a SKU or a shop's stock, list alerts, follow
-// the live feed, read a SKU's history, and stop selling a product at once
-// (set-zero). Output is a table for people, or JSON with -json for scripts.
+// operators: send events, show a SKU or a shop's stock and health, list
+// alerts, follow the live feed, read a SKU's history, stop selling a product
+// at once (set-zero), and apply the ledger's stock sync instructions to a
+// platform figure kept by hand (sync, the reference adapter). Output is a table for people, or JSON with -json for scripts.
 // Errors from the service are printed as the service wrote them.
 package main
 
@@ -38,6 +39,13 @@ commands:
   history   SHOP SKU [-after-seq N] [-limit N]: the SKU's events from the stream,
             those the projector refused marked with the reason
   follow    SHOP [-last-event-id N]: follow the live feed until interrupted
+  shop      SHOP [-min-seq N]: the shop's health (open, late, unserved lines, at-risk
+            percentage, the open fulfilment_risk alert) and its pending stock sync
+  sync      SHOP [-mode down|full] [-nats-url URL] [-once]: the reference adapter: follow
+            the shop's stock sync instructions (durable consumer stockctl-sync-SHOP on
+            NATS_URL, default nats://127.0.0.1:4222) and post the stock_set the platform
+            would confirm; down (default) only lowers the platform figure, full also
+            raises it; -once applies what is pending and exits
   help      this text (also -h, --help); stockctl COMMAND -h lists a command's flags
 
 flags of every command, before or after it:
@@ -51,7 +59,7 @@ const defaultAddr = "http://127.0.0.1:8080"
 // run is stockctl with its environment passed in, for tests. Flags before
 // the command (-addr, -json) are the defaults of the command's own.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout io.Writer) error {
-	c := &cli{stdin: stdin, stdout: stdout, addr: getenv("STOCKCTL_ADDR")}
+	c := &cli{stdin: stdin, stdout: stdout, addr: getenv("STOCKCTL_ADDR"), getenv: getenv}
 	if c.addr == "" {
 		c.addr = defaultAddr
 	}
@@ -95,6 +103,10 @@ func (c *cli) command(ctx context.Context, cmd string, args []string) error {
 		return c.history(ctx, args)
 	case "follow":
 		return c.follow(ctx, args)
+	case "shop":
+		return c.shop(ctx, args)
+	case "sync":
+		return c.sync(ctx, args)
 	}
-	return fmt.Errorf("unknown command %q (commands: send, set-zero, sku, stock, alerts, history, follow; stockctl help)", cmd)
+	return fmt.Errorf("unknown command %q (commands: send, set-zero, sku, stock, alerts, history, follow, shop, sync; stockctl help)", cmd)
 }
