@@ -93,6 +93,9 @@ type View struct {
 	OpenAlerts  int64     `json:"open_alerts"`
 	LastSeq     uint64    `json:"last_seq"`
 	UpdatedAt   time.Time `json:"updated_at"`
+	// SyncSeq is the sequence of the SKU's pending sync instruction (zero
+	// when none): InstructionOf gives the key the projector published.
+	SyncSeq uint64 `json:"-"`
 	// ViewPace adds pace_per_hour, sellout_eta, live_id and sales_by_minute.
 	ViewPace
 }
@@ -118,6 +121,6 @@ func (s *SKU) View() View {
 		OpenOrders: int64(len(s.spot.lines) + len(s.presale.lines)), LateOrders: int64(s.spot.late + s.presale.late),
 		ExposureFen: s.exposureFen(),
 		OpenAlerts:  int64(len(s.Alerts)), LastSeq: s.LastSeq, UpdatedAt: s.UpdatedAt,
-		ViewPace: s.paceView(),
+		SyncSeq: s.Synced.Seq, ViewPace: s.paceView(),
 	}
 }

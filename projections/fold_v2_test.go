@@ -219,3 +219,38 @@ func TestFoldResendAfterWindow(t *testing.T) {
 		t.Errorf("every event re-sent:\n got %+v\nwant %+v", v2Of(got), v2Of(want))
 	}
 }
+
+// TestFoldResentSettingLaterAt: a setting re-sent long after, with its `at`
+// moved past the settings that followed it (a feed that stamps a retry with
+// the time of sending), is not applied again: its key was applied once.
+func TestFoldResentSettingLaterAt(t *testing.T) {
+	r := newFoldRun(t)
+	r.applyAll(evListSpot(-50*hr, 20, foldPrice, 48), evRecount(-45*hr, 30))
+	type pair struct{ first, second ledger.Event }
+	for _, p := range []pair{
+		{evStockSet(-40*hr, 15), evStockSet(-30*hr, 9)},
+		{evSafety(-40*hr, 3), evSafety(-30*hr, 1)},
+		{evRecount(-40*hr, 12), evRecount(-30*hr, 25)},
+	} {
+		seq, first := r.prepare(p.first)
+		if _, err := r.sku(foldSKU).Apply(seq, &first); err != nil {
+			t.Fatal(err)
+		}
+		r.apply(p.second)
+		before := r.sku(foldSKU).View()
+		resent := first
+		resent.At = foldT0.Add(-hr)
+		r.seq++
+		if _, err := r.sku(foldSKU).Apply(r.seq, &resent); err != nil {
+			t.Fatal(err)
+		}
+		after := r.sku(foldSKU).View()
+		before.LastSeq, after.LastSeq, before.UpdatedAt, after.UpdatedAt = 0, 0, time.Time{}, time.Time{}
+		if v2Of(after) != v2Of(before) {
+			t.Errorf("%s re-sent with a later at:\n got %+v\nwant %+v", first.Type, v2Of(after), v2Of(before))
+		}
+	}
+	if v := r.sku(foldSKU).View(); v.Listed != 9 || v.SafetyStock != 1 || v.OnHand != 25 {
+		t.Errorf("listed %d safety %d on hand %d, want 9 1 25", v.Listed, v.SafetyStock, v.OnHand)
+	}
+}

@@ -14,12 +14,12 @@ const smallMap = 256
 
 // held is the bookkeeping between the fold and a store: which lines changed
 // (dirty) or are new to the store (fresh) since the last ClearDirty, which
-// closed lines memory may forget once committed (retired), and the restock
-// keys memory knows.
+// closed lines memory may forget once committed (retired), and the natural
+// keys of the keyed events (see keyed) memory knows.
 type held struct {
 	dirty, fresh map[string]struct{}
 	retired      []string
-	// keys are the restock keys known in memory: applied since the last
+	// keys are the natural keys of keyed events known in memory: applied since the last
 	// Prune, or recalled from the store; freshKeys those not yet given to
 	// a store.
 	keys      map[string]struct{}
@@ -49,7 +49,7 @@ func (s *SKU) DirtyLines() []*Line {
 	return out
 }
 
-// FreshKeys returns the restock keys applied since the last ClearDirty, for a
+// FreshKeys returns the natural keys applied since the last ClearDirty, for a
 // store to keep for ever.
 func (s *SKU) FreshKeys() []string { return s.freshKeys }
 
@@ -104,15 +104,34 @@ func (s *SKU) Recall(l Line) {
 	s.retired = append(s.retired, l.OrderID)
 }
 
-// NeedsKey reports whether e is a restock whose key memory does not know:
-// the store may have applied it before. The caller asks the store
-// (Writer.KnownKeys) and recalls what it knows (RecallKey).
+// keyed reports whether the fold remembers e's natural key itself: every
+// type but the line events (sale, cancel, shipment, return), whose keys the
+// line's own documents answer for.
+func keyed(e *ledger.Event) bool {
+	switch e.Type {
+	case ledger.Sale, ledger.Cancel, ledger.Shipment, ledger.Return:
+		return false
+	}
+	return true
+}
+
+// NeedsKey reports whether e is keyed by the fold (a restock, a setting, a
+// recount, a promise change) and memory does not know its key: the store
+// may have applied it before. The caller asks the store (Writer.KnownKeys)
+// and recalls what it knows (RecallKey).
 func (s *SKU) NeedsKey(e *ledger.Event) bool {
-	if e.Type != ledger.Restock {
+	if !keyed(e) {
 		return false
 	}
 	_, ok := s.keys[e.Key()]
 	return !ok
+}
+
+// knownKey reports whether the key was applied before, as far as memory
+// knows (after the batch's recalls).
+func (s *SKU) knownKey(key string) bool {
+	_, ok := s.keys[key]
+	return ok
 }
 
 // RecallKey tells the SKU that a store has applied key before.
@@ -129,7 +148,7 @@ func (s *SKU) takeKey(key string) bool {
 }
 
 // Prune forgets the lines closed since the last Prune that are not dirty, and
-// the restock keys already given to a store: a commit has written them, and
+// the natural keys already given to a store: a commit has written them, and
 // the store answers for them from now on. The projector calls it once a
 // batch is committed.
 func (s *SKU) Prune() {
@@ -165,7 +184,7 @@ func (s *SKU) Prune() {
 }
 
 // Recalls gathers what the SKUs of a batch must recall from a store before
-// folding it (the lines and restock keys its events name that memory does
+// folding it (the lines and natural keys its events name that memory does
 // not hold), so that one query of each kind asks for all of it. The zero
 // value is ready. It is not safe for concurrent use.
 type Recalls struct {

@@ -739,6 +739,7 @@ func scanView(row pgx.CollectableRow) (View, error) {
 			err = fmt.Errorf("decode state of sku %s/%s: %w", v.Shop, v.SKU, err)
 		}
 		v.ViewPace = s.Pace.view(s.LiveID, v.Status == StatusListed, v.Sellable)
+		v.SyncSeq = s.Synced.Seq
 	}
 	return v, err
 }

@@ -35,8 +35,28 @@ func TestSync(t *testing.T) {
 	step(evRecount(-3*hr, 6), "listed 8 sellable 4 delta -4 seq 3 key sync:shop-demo:sku-1:3")
 	step(evSale(-2*hr, "o2", 1, foldPrice), "listed 7 sellable 3 delta -4 seq 4 key sync:shop-demo:sku-1:4")
 	step(evSafety(-2*hr, 0), "none") // no change: still 7 and 3
+	// The read side answers the instruction published, not one keyed by
+	// the later event that changed nothing.
+	if in, ok := projections.InstructionOf(new(s.View())); !ok || in.Key != "sync:shop-demo:sku-1:4" || in.Delta != -4 {
+		t.Errorf("InstructionOf after an event that changed nothing: %+v %v, want key sync:shop-demo:sku-1:4", in, ok)
+	}
 	step(evStockSet(-hr, 3), "clear at 6")
 	step(evStockSet(-hr+time.Minute, 3), "none")
+	step(evRecount(-hr+2*time.Minute, 4), "listed 3 sellable 1 delta -2 seq 8 key sync:shop-demo:sku-1:8")
+	// Delisted, the SKU is not for sale on the platform: its instruction is
+	// withdrawn, and none is given while it stays delisted.
+	step(ledger.Event{Type: ledger.Delisting, At: foldT0.Add(-hr + 3*time.Minute)}, "clear at 9")
+	step(evRecount(-hr+4*time.Minute, 0), "none")
+	if in, ok := projections.InstructionOf(new(s.View())); ok {
+		t.Errorf("InstructionOf a delisted SKU: %+v, want none", in)
+	}
+
+	// A SKU never listed is not on the platform: goods received for it
+	// call for no instruction.
+	r.apply(ledger.Event{Type: ledger.Restock, SKU: "sku-2", At: foldT0.Add(-hr), Qty: ledger.Int64(5)})
+	if in, ok := r.sku("sku-2").Sync(); ok {
+		t.Errorf("Sync of a SKU never listed, 5 on hand: %+v, want none", in)
+	}
 }
 
 // TestShopHealth folds two SKUs of a shop into its health: fulfilment_risk

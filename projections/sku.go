@@ -228,6 +228,10 @@ func (s *SKU) Apply(seq uint64, e *ledger.Event) ([]Alert, error) {
 	s.Pace.observe(e.At)
 	// Time passes with the events: lines due before this one happened are late.
 	changes := s.advance(e.At, nil)
+	if keyed(e) && !s.takeKey(e.Key()) {
+		// Applied before, however long ago and whatever its `at` says now.
+		return s.evaluate(seq, e.At, changes), nil
+	}
 	switch e.Type {
 	case ledger.Listing, ledger.Delisting, ledger.StockSet, ledger.SafetyStockSet, ledger.CapacityConfirmed:
 		s.setting(seq, e)
@@ -247,7 +251,7 @@ func (s *SKU) Apply(seq uint64, e *ledger.Event) ([]Alert, error) {
 func (s *SKU) refusal(e *ledger.Event) error {
 	switch e.Type {
 	case ledger.Listing:
-		if s.StatusSlot.stale(e.ID, e.At) {
+		if s.StatusSlot.stale(e.ID, e.At) || s.knownKey(e.Key()) {
 			return nil // recorded, changes nothing: no rule to break
 		}
 		st := ledger.ListingState{Known: s.Status != StatusUnlisted, Listed: s.Status == StatusListed,
@@ -299,11 +303,8 @@ func (s *SKU) setting(seq uint64, e *ledger.Event) {
 	}
 }
 
-// restock adds received goods, once per key (receipt id, or event id).
+// restock adds received goods (once per key: see Apply).
 func (s *SKU) restock(e *ledger.Event) {
-	if !s.takeKey(e.Key()) {
-		return // applied before
-	}
 	s.OnHand += ledger.Value(e.Qty)
 	s.OnHandSet = true
 }

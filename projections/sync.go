@@ -31,42 +31,56 @@ func SyncKey(shop, sku string, seq uint64) string {
 }
 
 // SyncState is what a SKU last instructed, so that an instruction goes out
-// only when listed or sellable moved since.
+// only when listed or sellable moved since; Seq is the sequence the
+// instruction reflects (its key's).
 type SyncState struct {
-	Pending  bool  `json:"pending,omitempty"`
-	Listed   int64 `json:"listed,omitempty"`
-	Sellable int64 `json:"sellable,omitempty"`
+	Pending  bool   `json:"pending,omitempty"`
+	Listed   int64  `json:"listed,omitempty"`
+	Sellable int64  `json:"sellable,omitempty"`
+	Seq      uint64 `json:"seq,omitempty"`
+}
+
+// wantsSync reports whether a SKU's figures call for an instruction: it is
+// listed (an unlisted SKU is not on the platform, a delisted one is not for
+// sale there) and the platform's figure differs from what it should show.
+func wantsSync(status Status, listed, sellable int64) bool {
+	return status == StatusListed && listed != sellable
 }
 
 // InstructionOf returns the instruction a SKU's state calls for now, as the
-// read side answers it: ok is false when listed and sellable agree.
+// read side answers it: the one the projector published last, key and all.
+// ok is false when none is due (see wantsSync).
 func InstructionOf(v *View) (SyncInstruction, bool) {
-	if v.Listed == v.Sellable {
+	if !wantsSync(v.Status, v.Listed, v.Sellable) {
 		return SyncInstruction{}, false
 	}
+	seq := v.SyncSeq
+	if seq == 0 { // a state folded before instructions carried their sequence
+		seq = v.LastSeq
+	}
 	return SyncInstruction{Shop: v.Shop, SKU: v.SKU, Listed: v.Listed, Sellable: v.Sellable,
-		Delta: v.Sellable - v.Listed, Seq: v.LastSeq, Key: SyncKey(v.Shop, v.SKU, v.LastSeq)}, true
+		Delta: v.Sellable - v.Listed, Seq: seq, Key: SyncKey(v.Shop, v.SKU, seq)}, true
 }
 
 // Sync returns the instruction the SKU's state calls for since the last one
-// it gave, and records it: an instruction when listed and sellable differ
-// and either moved since the last instruction; a clear when they agree
-// again after one; false when nothing is to be said. The projector calls it
-// for each SKU a batch changed, before committing the batch: the record is
-// part of the SKU's stored state.
+// it gave, and records it: an instruction when one is due (see wantsSync)
+// and listed or sellable moved since the last instruction; a clear when none
+// is due any more after one; false when nothing is to be said. The projector
+// calls it for each SKU a batch changed, before committing the batch: the
+// record is part of the SKU's stored state.
 func (s *SKU) Sync() (SyncInstruction, bool) {
 	listed, sellable := s.Listed, s.Sellable()
 	switch {
-	case listed == sellable && !s.Synced.Pending:
+	case !wantsSync(s.Status, listed, sellable) && !s.Synced.Pending:
 		return SyncInstruction{}, false
-	case listed == sellable:
+	case !wantsSync(s.Status, listed, sellable):
 		s.Synced = SyncState{}
 		return SyncInstruction{Shop: s.Shop, SKU: s.SKU, Listed: listed, Sellable: sellable, Seq: s.LastSeq,
 			Key: SyncKey(s.Shop, s.SKU, s.LastSeq), Clear: true}, true
 	case s.Synced.Pending && s.Synced.Listed == listed && s.Synced.Sellable == sellable:
 		return SyncInstruction{}, false
 	}
-	s.Synced = SyncState{Pending: true, Listed: listed, Sellable: sellable}
+	s.Synced = SyncState{Pending: true, Listed: listed, Sellable: sellable, Seq: s.LastSeq}
 	return SyncInstruction{Shop: s.Shop, SKU: s.SKU, Listed: listed, Sellable: sellable, Delta: sellable - listed,
 		Seq: s.LastSeq, Key: SyncKey(s.Shop, s.SKU, s.LastSeq)}, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,9 +63,16 @@ func TestBareJSONFeedOverNATS(t *testing.T) {
 	checkSKUs(t, base, "shop-raw", last, want)
 
 	// A stale stock_set (the t+8m one) re-sent once more, later still:
-	// the newer one (t+9m) keeps its slot.
+	// the newer one (t+9m) keeps its slot. Then the same one stamped with a
+	// later `at` than the newer one, as a feed that dates a retry when it
+	// sends it: its id was applied, so it is not applied again.
 	time.Sleep(2 * time.Second)
 	last = publishRaw(t, js, events[8:9], true)
+	checkSKUs(t, base, "shop-raw", last, map[string]map[string]any{"mug": {"listed": 12}})
+	restamped := rawEvent{key: events[8].key, body: maps.Clone(events[8].body)}
+	restamped.body["at"] = time.Now().UTC().Format(time.RFC3339)
+	time.Sleep(2 * time.Second)
+	last = publishRaw(t, js, []rawEvent{restamped}, true)
 	checkSKUs(t, base, "shop-raw", last, map[string]map[string]any{"mug": {"listed": 12}})
 }
 
