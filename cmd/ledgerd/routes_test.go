@@ -20,6 +20,8 @@ func TestRouteAccess(t *testing.T) {
 		"GET /v1/shops/{shop}/skus/{sku}/events": accessPathShop,
 		"GET /v1/shops/{shop}/alerts":            accessPathShop,
 		"GET /v1/shops/{shop}/live":              accessPathShop,
+		"GET /v1/shops/{shop}":                   accessPathShop,
+		"GET /v1/shops/{shop}/sync":              accessPathShop,
 		"GET /healthz":                           accessOpen,
 		"GET /{$}":                               accessOpen,
 		"GET /metrics":                           accessAllShops,
