@@ -2,7 +2,13 @@ package projections
 
 import (
 	"strconv"
+
+	"github.com/google/uuid"
 )
+
+// SyncEventNamespace is the UUID namespace of the ids of stock_sets that
+// apply sync instructions (SyncEventID).
+const SyncEventNamespace = "6f1c2d3e-8a4b-4c5d-9e6f-7a8b9c0d1e2f"
 
 // SyncInstruction tells a platform adapter what a SKU's platform figure
 // should be: the SKU's listed (what the platform shows, as the ledger knows
@@ -28,6 +34,14 @@ type SyncInstruction struct {
 // SyncKey is the key of the instruction of a SKU at stream sequence seq.
 func SyncKey(shop, sku string, seq uint64) string {
 	return "sync:" + shop + ":" + sku + ":" + strconv.FormatUint(seq, 10)
+}
+
+// SyncEventID returns the id of the stock_set that applies the instruction
+// of key: UUIDv5(SyncEventNamespace, key), the same for every attempt, so
+// that a re-sent stock_set is one event. Adapters (stockctl sync, feedsim's
+// platform simulator) share it.
+func SyncEventID(key string) string {
+	return uuid.NewSHA1(uuid.MustParse(SyncEventNamespace), []byte(key)).String()
 }
 
 // SyncState is what a SKU last instructed, so that an instruction goes out

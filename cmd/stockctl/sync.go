@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -54,9 +53,6 @@ const (
 	// the reference adapter (the next instruction corrects the figure).
 	syncHistoryPage     = 1000
 	syncHistoryPagesMax = 10
-	// syncEventNamespace is the UUID namespace of stock_set ids: the id of
-	// the stock_set applying an instruction is UUIDv5(this, key).
-	syncEventNamespace = "6f1c2d3e-8a4b-4c5d-9e6f-7a8b9c0d1e2f"
 )
 
 // syncMode says which instructions the adapter applies.
@@ -68,12 +64,6 @@ const (
 	// syncFull applies every instruction.
 	syncFull syncMode = "full"
 )
-
-// syncEventID returns the id of the stock_set that applies the instruction
-// of key: the same for every attempt, so a re-sent stock_set is one event.
-func syncEventID(key string) string {
-	return uuid.NewSHA1(uuid.MustParse(syncEventNamespace), []byte(key)).String()
-}
 
 // syncer follows one shop's sync instructions and applies them as a
 // platform kept by hand would: it publishes the stock_set the platform

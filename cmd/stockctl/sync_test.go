@@ -197,8 +197,8 @@ func TestSyncClosesPhantomStock(t *testing.T) {
 	if phantom != 1 {
 		t.Errorf("%d phantom_stock alerts; want 1 (resolved):\n%s", phantom, js)
 	}
-	if got := stockSets(t, base, shop, sku); len(got) != 1 || got[0] != syncEventID(in.Key) {
-		t.Errorf("stock_sets in the history %v; want one, id %s (from %s)", got, syncEventID(in.Key), in.Key)
+	if got := stockSets(t, base, shop, sku); len(got) != 1 || got[0] != projections.SyncEventID(in.Key) {
+		t.Errorf("stock_sets in the history %v; want one, id %s (from %s)", got, projections.SyncEventID(in.Key), in.Key)
 	}
 	out = mustCtl(t, base, "", "shop", shop, "-min-seq", fmt.Sprint(v.LastSeq))
 	if !strings.Contains(out, "pending sync: none") {
@@ -227,7 +227,7 @@ func TestSyncModes(t *testing.T) {
 	out = mustCtl(t, base, "", "-json", "sync", shop, "-once", "-mode", "full", "-nats-url", natsURL)
 	var d syncDecision
 	if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &d); err != nil ||
-		d.Action != "applied" || d.Key != in.Key || d.Sellable != 10 || d.EventID != syncEventID(in.Key) {
+		d.Action != "applied" || d.Key != in.Key || d.Sellable != 10 || d.EventID != projections.SyncEventID(in.Key) {
 		t.Errorf("sync -once -mode full -json: first line %+v (%v); want %s applied\n%s", d, err, in.Key, out)
 	}
 	waitListed(t, base, shop, sku, 10)
@@ -311,7 +311,7 @@ func TestSyncRestart(t *testing.T) {
 		t.Errorf("the restarted adapter applied the first instruction again:\n%s", out2)
 	}
 	got := stockSets(t, base, shop, sku)
-	if want := []string{syncEventID(first.Key), syncEventID(second.Key)}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{projections.SyncEventID(first.Key), projections.SyncEventID(second.Key)}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("stock_sets in the history %v; want %v: each instruction once", got, want)
 	}
 }
@@ -327,7 +327,7 @@ func TestSyncPostedBefore(t *testing.T) {
 	const shop, sku = "shop-posted", "mat"
 	phantomSale(t, base, shop, sku)
 	in := waitTarget(t, targetsBucket(t, natsURL), shop, sku, 8, 3)
-	id := syncEventID(in.Key)
+	id := projections.SyncEventID(in.Key)
 	at := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	mustCtl(t, base, "", "send", "-type", "stock_set", "-shop", shop, "-sku", sku, "-stock", "3", "-id", id, "-at", at)
 

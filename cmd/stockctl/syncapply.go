@@ -46,7 +46,7 @@ func (s *syncer) handle(ctx context.Context, in projections.SyncInstruction, may
 		d.Action, d.Reason = "left", "not on sale ("+string(status)+"): its listing sets the platform figure"
 		return false, s.report(d)
 	}
-	d.EventID = syncEventID(in.Key)
+	d.EventID = projections.SyncEventID(in.Key)
 	if maybePosted {
 		seq, err := s.posted(ctx, in, d.EventID)
 		if err != nil {
