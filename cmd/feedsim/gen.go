@@ -248,6 +248,19 @@ func (s *simSKU) commit(n int64) {
 
 func (s *simSKU) capacity() int64 { return s.supplied[0] + s.supplied[1] }
 
+// realLimit is what the SKU can really still sell, as the fold's RealLimit:
+// on hand less the open spot units, or the confirmed capacity less the
+// presale units sold (open or shipped).
+func (s *simSKU) realLimit() int64 {
+	if s.presale {
+		return s.capacity() - s.presaleCommitted - s.presaleShipped
+	}
+	return s.onHand - s.committed
+}
+
+// sellable is what the platform should show, as the fold's Sellable.
+func (s *simSKU) sellable() int64 { return max(0, s.realLimit()-s.safety) }
+
 // generator produces a livestream order feed, deterministically from its
 // seed. It is not safe for concurrent use.
 type generator struct {
@@ -266,6 +279,14 @@ type generator struct {
 	docs    int // documents named: receipts, waybills, refunds, returns
 	clock   time.Time
 	drop    *simSKU
+	// phantomSold counts the units sold past their SKU's real limit: sold
+	// by the platform, impossible to ship. Bookkeeping only: it draws
+	// nothing from rng.
+	phantomSold int64
+	// ranOut, when set, sees each SKU whose real limit an event (a sale, a
+	// recount) left at 0 or below while the platform still shows stock: the
+	// platform goes on selling units that are not there.
+	ranOut func(*simSKU)
 }
 
 func newGenerator(c genConfig) (*generator, error) {
@@ -445,7 +466,16 @@ func (g *generator) recount(out []ledger.Event, s *simSKU) []ledger.Event {
 	e := g.event(s, ledger.Recount)
 	e.Counted, e.CountedBy = ledger.Int64(max(0, s.onHand-shrink)), "warehouse"
 	s.onHand = max(0, s.onHand-shrink)
+	g.checkRunOut(s)
 	return append(out, e)
+}
+
+// checkRunOut tells ranOut about s when the platform shows stock of it
+// past its real limit's end.
+func (g *generator) checkRunOut(s *simSKU) {
+	if g.ranOut != nil && s.listed > 0 && s.realLimit() <= 0 {
+		g.ranOut(s)
+	}
 }
 
 // safety has the merchant keep some units of s back from the platform

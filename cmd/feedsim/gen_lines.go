@@ -96,8 +96,10 @@ func (g *generator) sale(out []ledger.Event, s *simSKU, order, parent string) []
 		shipBy = shipBy.Add(time.Hour - time.Nanosecond).Truncate(time.Hour)
 		e.ShipBy = ledger.Time(shipBy)
 	}
+	g.phantomSold += max(0, qty-max(0, s.realLimit()))
 	s.listed -= qty
 	s.commit(qty)
+	g.checkRunOut(s)
 	g.open = append(g.open, &simLine{sku: s, order: order, qty: qty, soldAt: g.clock, shipBy: shipBy})
 	return append(out, e)
 }

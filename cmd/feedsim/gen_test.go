@@ -522,6 +522,10 @@ func TestGeneratorFoldAgrees(t *testing.T) {
 				if got != want {
 					t.Errorf("%s/%s:\nfold %+v\nbook %+v", s.shop, s.sku, got, want)
 				}
+				// The platform simulator stops selling by the book's limits.
+				if fs.RealLimit() != s.realLimit() || v.Sellable != s.sellable() {
+					t.Errorf("%s/%s: fold real limit %d sellable %d, book %d %d", s.shop, s.sku, fs.RealLimit(), v.Sellable, s.realLimit(), s.sellable())
+				}
 			}
 			lines := slices.Clone(f.g.open)
 			for _, p := range f.g.returns.items[f.g.returns.head:] {
