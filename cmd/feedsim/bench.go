@@ -36,6 +36,10 @@ type sizes struct {
 	HotrowSeconds  float64 `json:"hotrow_seconds"`
 	HotrowClients  int     `json:"hotrow_clients"`
 	AlertSeconds   float64 `json:"alert_seconds"`
+	// SyncSteps is the feed steps (about an event each) of each run of
+	// the sync phase: a count, not a time, so that runs of one seed
+	// publish the same feed however fast the machine goes.
+	SyncSteps int `json:"sync_steps"`
 }
 
 type benchConfig struct {
@@ -49,6 +53,7 @@ type benchConfig struct {
 	sz          sizes
 	cpuProfile  string
 	dupWindow   time.Duration
+	platform    syncSettings
 	// progress receives the progress line; nil prints none.
 	progress io.Writer
 }
@@ -109,8 +114,17 @@ func parseBenchFlags(args []string, getenv func(string) string) (benchConfig, er
 	fs.IntVar(&bc.sz.HotrowClients, "hotrow-clients", 32, fmt.Sprintf("concurrent clients of the hot-row baseline, at most %d", hotrowClientsMax))
 	fs.StringVar(&bc.cpuProfile, "cpuprofile", "", "write a CPU profile of each mode's end-to-end and rebuild phases to FILE.<mode>")
 	fs.DurationVar(&bc.dupWindow, "dup-window", 0, "diagnostic: the event stream's duplicate window instead of the ledger's default "+transport.DefaultEventDuplicateWindow.String()+" (its message ids are held in memory)")
+	fs.IntVar(&bc.sz.SyncSteps, "sync-steps", 0, "feed steps of each run of the sync phase (0: by -quick)")
+	fs.DurationVar(&bc.platform.Latency, "sync-latency", 0, "sync phase: how long the simulated platform takes to apply an instruction")
+	fs.Float64Var(&bc.platform.LateRate, "sync-late", 0, "sync phase: share of instructions the platform applies -sync-late-by later")
+	fs.DurationVar(&bc.platform.LateBy, "sync-late-by", 100*time.Millisecond, "sync phase: how much later a late instruction is applied")
+	fs.Float64Var(&bc.platform.RefuseRate, "sync-refuse", 0, "sync phase: share of instructions the platform refuses")
 	if err := fs.Parse(args); err != nil {
 		return bc, err
+	}
+	if err := (platformConfig{Kind: incrementOnly, Latency: bc.platform.Latency, LateBy: bc.platform.LateBy,
+		LateRate: bc.platform.LateRate, RefuseRate: bc.platform.RefuseRate}).check(); err != nil {
+		return bc, fmt.Errorf("-sync-latency, -sync-late, -sync-late-by, -sync-refuse: %w", err)
 	}
 	if err := parseStart(&bc.gen, bc.start); err != nil {
 		return bc, err
@@ -181,6 +195,7 @@ func (bc *benchConfig) fillSizes(mode string) {
 	}
 	def(&sz.RawEvents, 100_000, 15_000, 500_000, 60_000)
 	def(&sz.E2EEvents, 60_000, 20_000, 1_000_000, 200_000)
+	def(&sz.SyncSteps, 15_000, 15_000, 100_000, 100_000)
 	secs := func(v *float64, quick, full float64) {
 		switch {
 		case *v > 0:

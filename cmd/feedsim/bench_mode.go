@@ -194,6 +194,10 @@ func runPhases(ctx context.Context, bc benchConfig, env modeEnv, r *modeResult) 
 	bc.logf(r.Mode, "rebuild: %.0f events/s (%d events)", r.RebuildEPS, r.RebuildEvents)
 	stopProfile()
 	r.PeakRSSMB = rssMB("VmHWM")
+	// After the peak RSS: the sync phase's servers and schemas are its own.
+	if err := benchSync(ctx, bc, r); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
 
 	r.setRatios()
 	return nil

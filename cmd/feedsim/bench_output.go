@@ -55,6 +55,10 @@ type modeResult struct {
 	E2EVsHotrow   float64 `json:"e2e_vs_hotrow"`
 	RebuildVsRead float64 `json:"rebuild_vs_read"`
 	E2EVsRawSync  float64 `json:"e2e_vs_raw_sync"`
+
+	// Sync is the sync phase's: units sold past real stock with the
+	// platform adapter off and on, stop-selling latency, money at risk.
+	Sync *syncResult `json:"sync,omitempty"`
 }
 
 // setRatios sets the ratios of r's figures that the table compares.
@@ -103,16 +107,47 @@ func printTable(w io.Writer, rep *benchReport, modes []string) {
 	row("e2e_vs_hotrow", "%.1f", func(r *modeResult) float64 { return r.E2EVsHotrow })
 	row("rebuild_vs_read", "%.2f", func(r *modeResult) float64 { return r.RebuildVsRead })
 	row("e2e_vs_raw_sync", "%.2f", func(r *modeResult) float64 { return r.E2EVsRawSync })
+	syncRows(row)
 	tw.Flush()
 	for _, m := range modes {
 		r := rep.Modes[m]
 		fmt.Fprintf(w, "%s sizes: raw %d events, raw sync %.0fs, e2e %d events (%d applied incl. setup, %d re-sends kept out by the duplicate window), hot row %.0fs × %d clients, alerts %.0fs at %.0f ev/s, rebuild %d events\n",
 			m, r.Sizes.RawEvents, r.Sizes.RawSyncSeconds, r.Sizes.E2EEvents, r.E2EEvents, r.E2EDuplicates, r.Sizes.HotrowSeconds, r.Sizes.HotrowClients, r.Sizes.AlertSeconds, r.AlertTargetEPS, r.RebuildEvents)
+		if s := r.Sync; s != nil {
+			fmt.Fprintf(w, "%s sync: %d steps per run (adapter off, increment-only, full-set) at %.0f ev/s; platform latency %.1f ms, late %.0f%% by %.0f ms, refused %.0f%%\n",
+				m, s.Steps, s.TargetEPS, s.LatencyMS, 100*s.LateRate, s.LateByMS, 100*s.RefuseRate)
+		}
 		if len(r.RSSMB) > 0 {
 			fmt.Fprintf(w, "%s rss_mb_at_events: %v\n", m, r.RSSMB)
 			fmt.Fprintf(w, "%s live_heap_mb_at_events: %v\n", m, r.LiveHeapMB)
 			fmt.Fprintf(w, "%s orders_held_at_events: %v\n", m, r.OrdersHeld)
 		}
+	}
+}
+
+// syncRows adds the sync phase's rows to the table (-1 where a mode has
+// none).
+func syncRows(row func(name, format string, get func(*modeResult) float64)) {
+	sync := func(get func(*syncResult) float64) func(*modeResult) float64 {
+		return func(r *modeResult) float64 {
+			if r.Sync == nil || len(r.Sync.Runs) == 0 {
+				return -1
+			}
+			return get(r.Sync)
+		}
+	}
+	row("sync_eps", "%.0f", sync(func(s *syncResult) float64 { return s.Runs[string(incrementOnly)].RateEPS }))
+	for _, name := range []string{syncOff, string(incrementOnly), string(fullSet)} {
+		row("phantom_units_sold_"+name, "%.0f", sync(func(s *syncResult) float64 { return float64(s.PhantomUnitsSold[name]) }))
+	}
+	for _, k := range syncPlatforms {
+		row("phantom_reduced_pct_"+string(k), "%.1f", sync(func(s *syncResult) float64 { return s.PhantomReducedPct[string(k)] }))
+	}
+	row("stop_selling_p50_ms", "%.1f", sync(func(s *syncResult) float64 { return s.StopSellingP50MS }))
+	row("stop_selling_p99_ms", "%.1f", sync(func(s *syncResult) float64 { return s.StopSellingP99MS }))
+	row("stop_selling_p99_ms_full_set", "%.1f", sync(func(s *syncResult) float64 { return s.Runs[string(fullSet)].StopSellingP99MS }))
+	for _, name := range []string{syncOff, string(incrementOnly), string(fullSet)} {
+		row("money_at_risk_fen_"+name, "%.0f", sync(func(s *syncResult) float64 { return float64(s.MoneyAtRiskFen[name]) }))
 	}
 }
 
