@@ -56,6 +56,11 @@ type syncRunConfig struct {
 	platform    *platformConfig
 	databaseURL string
 	dir         string // the run's NATS store lives under it
+	// lockstep (tests): after each tick the feed waits until the ledger
+	// has folded it, its instructions have reached the platform and the
+	// platform's stock_sets are folded in turn, so that the loop is as
+	// fast as the feed and a run repeats exactly (refusals aside).
+	lockstep bool
 }
 
 // syncRunResult is what one run of the sync phase measured.
@@ -63,10 +68,14 @@ type syncRunResult struct {
 	Platform string  `json:"platform"`
 	RateEPS  float64 `json:"rate_eps"`
 	Events   int     `json:"events"`
-	// PhantomUnitsSold counts units the platform sold past real stock.
-	PhantomUnitsSold int64 `json:"phantom_units_sold"`
+	// PhantomUnitsSold counts units of the feed's SKUs the platform sold
+	// past real stock; ProbePhantomUnitsSold those of the stop-selling
+	// probes (bench_syncprobe.go), Probes how many there were.
+	PhantomUnitsSold      int64 `json:"phantom_units_sold"`
+	ProbePhantomUnitsSold int64 `json:"probe_phantom_units_sold"`
+	Probes                int   `json:"probes"`
 	// RunOuts counts the times a SKU's real stock ran out while the
-	// platform showed some; Stops those the adapter ended (listed taken to
+	// platform showed some (the probes' included); Stops those the adapter ended (listed taken to
 	// sellable) before the platform sold out or the merchant restocked.
 	RunOuts int `json:"run_outs"`
 	Stops   int `json:"stops"`
@@ -116,7 +125,7 @@ func runSync(ctx context.Context, rc syncRunConfig) (*syncRunResult, error) {
 	}
 	defer store.Close()
 	proj, stopProj, projDone := startProjector(ctx, env, store)
-	r, err := feedSync(ctx, rc, env.feedNC, proj.WaitApplied, store)
+	r, err := feedSync(ctx, rc, env, proj.WaitApplied, store)
 	stopProj()
 	if perr := <-projDone; err == nil && perr != nil {
 		err = fmt.Errorf("projector: %w", perr)
@@ -127,9 +136,14 @@ func runSync(ctx context.Context, rc syncRunConfig) (*syncRunResult, error) {
 // syncFeed is the state of one run's feed loop: the feed, the platform
 // (nil with the adapter off) and the stop-selling clock.
 type syncFeed struct {
+	rc      syncRunConfig
+	env     modeEnv
+	store   *projections.PostgresStore
+	wait    func(context.Context, uint64) error // the projector's WaitApplied
 	g       *generator
 	pub     *transport.Publisher
 	plat    *platformSim
+	probes  syncProbes
 	clock   stopClock
 	lastSeq uint64
 	events  int
@@ -138,7 +152,8 @@ type syncFeed struct {
 // feedSync publishes the run's setup, waits until the ledger applied it,
 // then the feed at a steady rate with the platform applying instructions,
 // and measures once the ledger has folded everything.
-func feedSync(ctx context.Context, rc syncRunConfig, nc *nats.Conn, waitApplied func(context.Context, uint64) error, store *projections.PostgresStore) (*syncRunResult, error) {
+func feedSync(ctx context.Context, rc syncRunConfig, env modeEnv, waitApplied func(context.Context, uint64) error, store *projections.PostgresStore) (*syncRunResult, error) {
+	nc := env.feedNC
 	g, err := newGenerator(rc.gen)
 	if err != nil {
 		return nil, err
@@ -147,7 +162,7 @@ func feedSync(ctx context.Context, rc syncRunConfig, nc *nats.Conn, waitApplied 
 	if err != nil {
 		return nil, err
 	}
-	f := &syncFeed{g: g, pub: pub, clock: stopClock{marked: map[*simSKU]time.Time{}}}
+	f := &syncFeed{rc: rc, env: env, store: store, wait: waitApplied, g: g, pub: pub, clock: stopClock{marked: map[*simSKU]time.Time{}}}
 	g.ranOut = f.clock.ranOut
 	r := &syncRunResult{Platform: syncOff}
 	if rc.platform != nil {
@@ -217,15 +232,81 @@ func (f *syncFeed) run(ctx context.Context, rate, steps int) error {
 		buf = buf[:0]
 		for due >= 1 && len(buf) <= ledger.MaxBatch-stepEventsMax && f.g.n < steps {
 			n := len(buf)
-			buf = f.g.Next(buf)
+			buf = f.probes.next(buf, f.g, f.newProbe)
 			due -= float64(max(1, len(buf)-n))
 		}
 		if err := f.publish(ctx, buf, time.Now()); err != nil {
 			return err
 		}
+		if f.rc.lockstep {
+			if err := f.settle(ctx); err != nil {
+				return err
+			}
+		}
 		f.clock.sweep()
 	}
 	return nil
+}
+
+// settle (lockstep) waits until the ledger has folded what was published
+// and the platform has received every instruction that called for, and
+// has it apply them, until no stock_set is left to fold.
+func (f *syncFeed) settle(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, catchUpMax)
+	defer cancel()
+	for {
+		if err := f.wait(wctx, f.lastSeq); err != nil {
+			return err
+		}
+		if f.plat == nil {
+			return nil
+		}
+		if err := f.delivered(wctx); err != nil {
+			return err
+		}
+		f.plat.take()
+		now := time.Now()
+		sets, touched := f.plat.applyDue(nil, now, nil)
+		if len(sets) == 0 {
+			return nil
+		}
+		if err := f.publish(ctx, sets, now); err != nil {
+			return err
+		}
+		f.clock.stopped(touched, now)
+	}
+}
+
+// delivered waits until the sync outbox is empty and the platform has
+// received as many instructions as the stream holds.
+func (f *syncFeed) delivered(ctx context.Context) error {
+	for {
+		pending, err := f.store.PendingSync(ctx, 1)
+		if err != nil {
+			return err
+		}
+		if len(pending) == 0 {
+			st, err := f.env.js.Stream(ctx, transport.SyncStream)
+			if err != nil {
+				return err
+			}
+			if uint64(f.plat.arrived.Load()) >= st.CachedInfo().State.Msgs {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("instructions not delivered: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// newProbe puts a probe SKU on the platform.
+func (f *syncFeed) newProbe(s *simSKU) {
+	if f.plat != nil {
+		f.plat.skus[projections.SKUKey{Shop: s.shop, SKU: s.sku}] = s
+	}
 }
 
 // platformDue has the platform apply what is due, publishes the stock_sets
@@ -276,6 +357,7 @@ func (f *syncFeed) publish(ctx context.Context, events []ledger.Event, at time.T
 // the platform's counts.
 func (f *syncFeed) result(r *syncRunResult) {
 	r.PhantomUnitsSold = f.g.phantomSold
+	r.ProbePhantomUnitsSold, r.Probes = f.probes.phantom, f.probes.n
 	r.RunOuts, r.Stops = f.clock.runOuts, len(f.clock.lat)
 	r.StopSellingP50MS, r.StopSellingP99MS, r.StopSellingMaxMS = -1, -1, -1
 	if lat := f.clock.lat; len(lat) > 0 {

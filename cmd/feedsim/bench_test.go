@@ -17,7 +17,7 @@ func TestBenchModeSmall(t *testing.T) {
 	// window): the stream keeps them out, and the raw read-back and the
 	// e2e count must allow for it.
 	bc.gen.ResendShare, bc.gen.ResendAfter = 0.05, 500
-	bc.sz = sizes{RawEvents: 2_000, RawSyncSeconds: 0.2, E2EEvents: 3_000, HotrowSeconds: 0.3, HotrowClients: 4, AlertSeconds: 1.5}
+	bc.sz = sizes{RawEvents: 2_000, RawSyncSeconds: 0.2, E2EEvents: 3_000, HotrowSeconds: 0.3, HotrowClients: 4, AlertSeconds: 1.5, SyncSteps: 3_000}
 	r, err := runMode(t.Context(), bc)
 	if err != nil {
 		t.Fatalf("runMode: %v", err)
@@ -37,5 +37,8 @@ func TestBenchModeSmall(t *testing.T) {
 		t.Errorf("rebuild applied %d events, want the whole stream (more than the %d of the e2e phase)", r.RebuildEvents, r.E2EEvents)
 	case r.E2EVsRaw <= 0 || r.RebuildVsRead <= 0 || r.E2EVsHotrow <= 0:
 		t.Errorf("ratios missing: %+v", r)
+	case r.Sync == nil || len(r.Sync.Runs) != 1+len(syncPlatforms) || r.Sync.Runs[string(incrementOnly)].Counts == nil ||
+		r.Sync.Runs[string(incrementOnly)].Counts.Received == 0 || r.Sync.Runs[syncOff].Events < bc.sz.SyncSteps:
+		t.Errorf("sync phase: %+v", r.Sync)
 	}
 }

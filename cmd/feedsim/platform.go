@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -117,7 +118,9 @@ type platformSim struct {
 	handled, lastSet map[*simSKU]uint64
 	mu               sync.Mutex // guards lost
 	lost             int
-	counts           platformCounts
+	// arrived counts the instruction messages received, for lockstep runs.
+	arrived atomic.Int64
+	counts  platformCounts
 }
 
 // arrival is an instruction and when it arrived.
@@ -160,6 +163,7 @@ func (p *platformSim) stop() {
 
 // receive runs on NATS's goroutine: it queues an instruction for the loop.
 func (p *platformSim) receive(m *nats.Msg) {
+	defer p.arrived.Add(1)
 	a := arrival{at: time.Now()}
 	if json.Unmarshal(m.Data, &a.in) != nil {
 		return
@@ -239,6 +243,12 @@ func (p *platformSim) apply(in projections.SyncInstruction) (e ledger.Event, s *
 	next := in.Sellable
 	if p.cfg.Kind == incrementOnly {
 		next = s.listed + in.Delta
+		if in.Sellable == 0 {
+			// Nothing left to sell: the adapter takes the platform to 0
+			// whatever it sold meanwhile (a subtraction of its whole
+			// figure), where -delta would be refused as past it.
+			next = max(0, next)
+		}
 	}
 	switch {
 	case refuse:
