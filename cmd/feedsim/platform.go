@@ -1,11 +1,11 @@
 package main
 
 import (
-	"container/heap"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,7 +111,8 @@ type platformSim struct {
 	// wake is kicked when an instruction arrives (one kick pending at most).
 	wake chan struct{}
 	sub  *nats.Subscription
-	due  dueHeap
+	// due holds the instructions received, by due time.
+	due []dueInstruction
 	// handled is each SKU's last instruction seq handled; lastSet the
 	// stream sequence of its last stock_set (the platform's report or the
 	// merchant's relist).
@@ -194,7 +195,14 @@ func (p *platformSim) take() {
 				p.counts.Late++
 				at = at.Add(p.cfg.LateBy)
 			}
-			heap.Push(&p.due, dueInstruction{in: a.in, at: at})
+			// After those due at the same time: arrival order holds.
+			i, _ := slices.BinarySearchFunc(p.due, at, func(d dueInstruction, at time.Time) int {
+				if d.at.After(at) {
+					return 1
+				}
+				return -1
+			})
+			p.due = slices.Insert(p.due, i, dueInstruction{in: a.in, at: at})
 		default:
 			return
 		}
@@ -214,7 +222,8 @@ func (p *platformSim) next() (time.Time, bool) {
 // stock_set of each the platform confirms; touched receives their SKUs.
 func (p *platformSim) applyDue(out []ledger.Event, now time.Time, touched []*simSKU) ([]ledger.Event, []*simSKU) {
 	for len(p.due) > 0 && !p.due[0].at.After(now) && len(out) < ledger.MaxBatch {
-		d := heap.Pop(&p.due).(dueInstruction)
+		d := p.due[0]
+		p.due = p.due[1:]
 		if e, s, ok := p.apply(d.in); ok {
 			out, touched = append(out, e), append(touched, s)
 		}
@@ -292,18 +301,4 @@ func (p *platformSim) result() platformCounts {
 type dueInstruction struct {
 	in projections.SyncInstruction
 	at time.Time
-}
-
-// dueHeap orders instructions by due time (container/heap).
-type dueHeap []dueInstruction
-
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueInstruction)) }
-func (h *dueHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }
