@@ -140,11 +140,16 @@ func syncRows(row func(name, format string, get func(*modeResult) float64)) {
 	for _, name := range []string{syncOff, string(incrementOnly), string(fullSet)} {
 		row("phantom_units_sold_"+name, "%.0f", sync(func(s *syncResult) float64 { return float64(s.PhantomUnitsSold[name]) }))
 	}
+	for _, name := range []string{syncOff, string(incrementOnly), string(fullSet)} {
+		row("probe_phantom_units_"+name, "%.0f", sync(func(s *syncResult) float64 { return float64(s.Runs[name].ProbePhantomUnitsSold) }))
+	}
 	for _, k := range syncPlatforms {
 		row("phantom_reduced_pct_"+string(k), "%.1f", sync(func(s *syncResult) float64 { return s.PhantomReducedPct[string(k)] }))
 	}
 	row("stop_selling_p50_ms", "%.1f", sync(func(s *syncResult) float64 { return s.StopSellingP50MS }))
 	row("stop_selling_p99_ms", "%.1f", sync(func(s *syncResult) float64 { return s.StopSellingP99MS }))
+	row("instruction_p50_ms", "%.1f", sync(func(s *syncResult) float64 { return s.InstructionP50MS }))
+	row("instruction_p99_ms", "%.1f", sync(func(s *syncResult) float64 { return s.InstructionP99MS }))
 	row("stop_selling_p99_ms_full_set", "%.1f", sync(func(s *syncResult) float64 { return s.Runs[string(fullSet)].StopSellingP99MS }))
 	for _, name := range []string{syncOff, string(incrementOnly), string(fullSet)} {
 		row("money_at_risk_fen_"+name, "%.0f", sync(func(s *syncResult) float64 { return float64(s.MoneyAtRiskFen[name]) }))

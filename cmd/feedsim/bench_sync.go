@@ -85,6 +85,11 @@ type syncRunResult struct {
 	StopSellingP50MS float64 `json:"stop_selling_p50_ms"`
 	StopSellingP99MS float64 `json:"stop_selling_p99_ms"`
 	StopSellingMaxMS float64 `json:"stop_selling_max_ms"`
+	// Instruction*MS are the ledger's share: from the same publish to the
+	// arrival, on a core subscription of stock.sync.>, of the SKU's first
+	// instruction that reflects the run-out; -1 without any.
+	InstructionP50MS float64 `json:"instruction_p50_ms"`
+	InstructionP99MS float64 `json:"instruction_p99_ms"`
 	// MoneyAtRiskFen is the shops' exposure_fen when the ledger has folded
 	// the run: lines that cannot ship, late ones, units still offered past
 	// sellable.
@@ -162,7 +167,7 @@ func feedSync(ctx context.Context, rc syncRunConfig, env modeEnv, waitApplied fu
 	if err != nil {
 		return nil, err
 	}
-	f := &syncFeed{rc: rc, env: env, store: store, wait: waitApplied, g: g, pub: pub, clock: stopClock{marked: map[*simSKU]time.Time{}}}
+	f := &syncFeed{rc: rc, env: env, store: store, wait: waitApplied, g: g, pub: pub, clock: stopClock{marked: map[*simSKU]*runOut{}}}
 	g.ranOut = f.clock.ranOut
 	r := &syncRunResult{Platform: syncOff}
 	if rc.platform != nil {
@@ -264,7 +269,7 @@ func (f *syncFeed) settle(ctx context.Context) error {
 		if err := f.delivered(wctx); err != nil {
 			return err
 		}
-		f.plat.take()
+		f.plat.take(f.clock.instructed)
 		now := time.Now()
 		sets, touched := f.plat.applyDue(nil, now, nil)
 		if len(sets) == 0 {
@@ -315,7 +320,7 @@ func (f *syncFeed) platformDue(ctx context.Context, timer *time.Timer) error {
 	if f.plat == nil {
 		return nil
 	}
-	f.plat.take()
+	f.plat.take(f.clock.instructed)
 	for {
 		now := time.Now()
 		sets, touched := f.plat.applyDue(nil, now, nil)
@@ -347,9 +352,9 @@ func (f *syncFeed) publish(ctx context.Context, events []ledger.Event, at time.T
 		if f.plat != nil {
 			f.plat.published(chunk, acks)
 		}
+		f.clock.publishedAt(at, chunk, acks)
 	}
 	f.events += len(events)
-	f.clock.publishedAt(at)
 	return nil
 }
 
@@ -359,13 +364,8 @@ func (f *syncFeed) result(r *syncRunResult) {
 	r.PhantomUnitsSold = f.g.phantomSold
 	r.ProbePhantomUnitsSold, r.Probes = f.probes.phantom, f.probes.n
 	r.RunOuts, r.Stops = f.clock.runOuts, len(f.clock.lat)
-	r.StopSellingP50MS, r.StopSellingP99MS, r.StopSellingMaxMS = -1, -1, -1
-	if lat := f.clock.lat; len(lat) > 0 {
-		slices.Sort(lat)
-		r.StopSellingP50MS = lat[len(lat)/2]
-		r.StopSellingP99MS = lat[min(len(lat)-1, len(lat)*99/100)]
-		r.StopSellingMaxMS = lat[len(lat)-1]
-	}
+	r.StopSellingP50MS, r.StopSellingP99MS, r.StopSellingMaxMS = percentiles(f.clock.lat)
+	r.InstructionP50MS, r.InstructionP99MS, _ = percentiles(f.clock.told)
 	if f.plat != nil {
 		c := f.plat.result()
 		r.Counts = &c
@@ -388,52 +388,6 @@ func moneyAtRisk(ctx context.Context, store *projections.PostgresStore, g *gener
 		fen += h.ExposureFen
 	}
 	return fen, nil
-}
-
-// stopClock times stop-selling: from the publish of the event that ran a
-// SKU's real stock out while the platform showed some, to the publish of
-// the stock_set that took the platform's figure to sellable. A run-out the
-// platform ends on its own (it sold out) or the merchant ends (a restock)
-// is no sample. Not safe for concurrent use.
-type stopClock struct {
-	marked  map[*simSKU]time.Time
-	fresh   []*simSKU // ran out in the events being published
-	lat     []float64
-	runOuts int
-}
-
-func (c *stopClock) ranOut(s *simSKU) { c.fresh = append(c.fresh, s) }
-
-// publishedAt starts the clock of the SKUs that ran out in the events
-// published at `at` (a SKU's first run-out holds until it ends).
-func (c *stopClock) publishedAt(at time.Time) {
-	for _, s := range c.fresh {
-		if _, ok := c.marked[s]; !ok && s.listed > 0 && s.realLimit() <= 0 {
-			c.marked[s] = at
-			c.runOuts++
-		}
-	}
-	c.fresh = c.fresh[:0]
-}
-
-// stopped takes a sample of each of the platform's SKUs whose figure its
-// stock_sets, published at `at`, took to sellable.
-func (c *stopClock) stopped(skus []*simSKU, at time.Time) {
-	for _, s := range skus {
-		if from, ok := c.marked[s]; ok && s.listed == s.sellable() {
-			c.lat = append(c.lat, float64(at.Sub(from).Microseconds())/1000)
-			delete(c.marked, s)
-		}
-	}
-}
-
-// sweep forgets run-outs that ended without the adapter.
-func (c *stopClock) sweep() {
-	for s := range c.marked {
-		if s.listed <= 0 || s.realLimit() > 0 {
-			delete(c.marked, s)
-		}
-	}
 }
 
 // syncRunDir makes the directory of one run under dir.
@@ -466,8 +420,11 @@ type syncResult struct {
 	PhantomReducedPct map[string]float64 `json:"phantom_units_reduced_pct"`
 	// StopSellingP50MS and P99MS are the increment-only run's: its
 	// correction is exact, so they time the loop (each run's are in Runs).
-	StopSellingP50MS float64                   `json:"stop_selling_p50_ms"`
-	StopSellingP99MS float64                   `json:"stop_selling_p99_ms"`
+	StopSellingP50MS float64 `json:"stop_selling_p50_ms"`
+	StopSellingP99MS float64 `json:"stop_selling_p99_ms"`
+	// InstructionP50MS and P99MS are the ledger's share of them.
+	InstructionP50MS float64                   `json:"instruction_p50_ms"`
+	InstructionP99MS float64                   `json:"instruction_p99_ms"`
 	Runs             map[string]*syncRunResult `json:"runs"`
 }
 
@@ -509,8 +466,9 @@ func benchSync(ctx context.Context, bc benchConfig, r *modeResult) error {
 			return fmt.Errorf("sync %s: %w", name, err)
 		}
 		res.Runs[name] = run
-		bc.logf(r.Mode, "sync %s: %d units sold past real stock, stop-selling p50 %.1f ms p99 %.1f ms (%d of %d run-outs), money at risk %s, %.0f events/s",
-			name, run.PhantomUnitsSold, run.StopSellingP50MS, run.StopSellingP99MS, run.Stops, run.RunOuts, projections.Yuan(run.MoneyAtRiskFen), run.RateEPS)
+		bc.logf(r.Mode, "sync %s: %d units sold past real stock (probes %d), stop-selling p50 %.1f ms p99 %.1f ms (%d of %d run-outs; instruction p50 %.1f p99 %.1f ms), money at risk %s, %.0f events/s",
+			name, run.PhantomUnitsSold, run.ProbePhantomUnitsSold, run.StopSellingP50MS, run.StopSellingP99MS, run.Stops, run.RunOuts,
+			run.InstructionP50MS, run.InstructionP99MS, projections.Yuan(run.MoneyAtRiskFen), run.RateEPS)
 	}
 	res.compare()
 	r.Sync = res
@@ -529,6 +487,7 @@ func (res *syncResult) compare() {
 	}
 	inc := res.Runs[string(incrementOnly)]
 	res.StopSellingP50MS, res.StopSellingP99MS = inc.StopSellingP50MS, inc.StopSellingP99MS
+	res.InstructionP50MS, res.InstructionP99MS = inc.InstructionP50MS, inc.InstructionP99MS
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -183,12 +183,16 @@ func (p *platformSim) receive(m *nats.Msg) {
 }
 
 // take moves what arrived into the due queue (its due time Latency after
-// arrival, LateBy more when late).
-func (p *platformSim) take() {
+// arrival, LateBy more when late); seen sees each instruction of the feed's
+// SKUs with its arrival time.
+func (p *platformSim) take(seen func(*simSKU, uint64, time.Time)) {
 	for {
 		select {
 		case a := <-p.inbox:
 			p.counts.Received++
+			if s := p.skus[projections.SKUKey{Shop: a.in.Shop, SKU: a.in.SKU}]; s != nil {
+				seen(s, a.in.Seq, a.at)
+			}
 			_, late := p.cfg.fate(a.in.Key)
 			at := a.at.Add(p.cfg.Latency)
 			if late {
