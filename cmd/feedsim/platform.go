@@ -94,6 +94,13 @@ type platformCounts struct {
 	// Lost arrived to a full inbox; Unknown named no SKU of the feed.
 	Lost    int `json:"lost"`
 	Unknown int `json:"unknown"`
+	// OverP50, OverP99 and OverMax are how far above sellable the
+	// platform's figure stood right after each instruction applied (the
+	// units sold since the instruction, for a full-set platform): how
+	// stale the figure it was told already was.
+	OverP50 int64 `json:"over_sellable_p50_units"`
+	OverP99 int64 `json:"over_sellable_p99_units"`
+	OverMax int64 `json:"over_sellable_max_units"`
 }
 
 // platformSim is a platform that honours sync instructions, and its
@@ -121,7 +128,10 @@ type platformSim struct {
 	lost             int
 	// arrived counts the instruction messages received, for lockstep runs.
 	arrived atomic.Int64
-	counts  platformCounts
+	// over is, for each instruction applied, the platform's figure less
+	// sellable right after.
+	over   []int64
+	counts platformCounts
 }
 
 // arrival is an instruction and when it arrived.
@@ -272,6 +282,7 @@ func (p *platformSim) apply(in projections.SyncInstruction) (e ledger.Event, s *
 	default:
 		p.counts.Applied++
 		s.listed = next
+		p.over = append(p.over, s.listed-s.sellable())
 	}
 	// Not g.event: the feed's rng draws nothing for the platform.
 	e = ledger.Event{ID: projections.SyncEventID(in.Key), Type: ledger.StockSet, Shop: s.shop, SKU: s.sku,
@@ -298,6 +309,10 @@ func (p *platformSim) result() platformCounts {
 	defer p.mu.Unlock()
 	c := p.counts
 	c.Lost = p.lost
+	if n := len(p.over); n > 0 {
+		slices.Sort(p.over)
+		c.OverP50, c.OverP99, c.OverMax = p.over[n/2], p.over[min(n-1, n*99/100)], p.over[n-1]
+	}
 	return c
 }
 
