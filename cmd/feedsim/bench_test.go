@@ -37,8 +37,10 @@ func TestBenchModeSmall(t *testing.T) {
 		t.Errorf("rebuild applied %d events, want the whole stream (more than the %d of the e2e phase)", r.RebuildEvents, r.E2EEvents)
 	case r.E2EVsRaw <= 0 || r.RebuildVsRead <= 0 || r.E2EVsHotrow <= 0:
 		t.Errorf("ratios missing: %+v", r)
+	// How many instructions reach the platform within the run depends on
+	// the machine's pace: platform_test.go checks them, in lockstep.
 	case r.Sync == nil || len(r.Sync.Runs) != 1+len(syncPlatforms) || r.Sync.Runs[string(incrementOnly)].Counts == nil ||
-		r.Sync.Runs[string(incrementOnly)].Counts.Received == 0 || r.Sync.Runs[syncOff].Events < bc.sz.SyncSteps:
+		r.Sync.Runs[syncOff].Events < bc.sz.SyncSteps || r.Sync.Runs[syncOff].Probes == 0:
 		t.Errorf("sync phase: %+v", r.Sync)
 	}
 }
