@@ -188,6 +188,11 @@ func feedSync(ctx context.Context, rc syncRunConfig, env modeEnv, waitApplied fu
 	if err := waitApplied(wctx, f.lastSeq); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
+	if rc.lockstep {
+		if err := f.settle(ctx); err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+	}
 	setup := f.events
 	begin := time.Now()
 	if err := f.run(ctx, rc.rate, rc.steps); err != nil {

@@ -124,8 +124,12 @@ type platformSim struct {
 	// stream sequence of its last stock_set (the platform's report or the
 	// merchant's relist).
 	handled, lastSet map[*simSKU]uint64
-	mu               sync.Mutex // guards lost
-	lost             int
+	// reporting holds the SKUs whose stock_set is made and not yet
+	// published: its sequence is not known yet, but is above every
+	// instruction received, so all of them are stale.
+	reporting map[*simSKU]bool
+	mu        sync.Mutex // guards lost
+	lost      int
 	// arrived counts the instruction messages received, for lockstep runs.
 	arrived atomic.Int64
 	// over is, for each instruction applied, the platform's figure less
@@ -147,7 +151,8 @@ func newPlatformSim(cfg platformConfig, g *generator) (*platformSim, error) {
 		return nil, err
 	}
 	p := &platformSim{cfg: cfg, g: g, skus: make(map[projections.SKUKey]*simSKU, len(g.skus)),
-		inbox: make(chan arrival, platformInboxMax), wake: make(chan struct{}, 1), handled: map[*simSKU]uint64{}, lastSet: map[*simSKU]uint64{}}
+		inbox: make(chan arrival, platformInboxMax), wake: make(chan struct{}, 1), handled: map[*simSKU]uint64{}, lastSet: map[*simSKU]uint64{},
+		reporting: map[*simSKU]bool{}}
 	for _, s := range g.skus {
 		p.skus[projections.SKUKey{Shop: s.shop, SKU: s.sku}] = s
 	}
@@ -257,7 +262,7 @@ func (p *platformSim) apply(in projections.SyncInstruction) (e ledger.Event, s *
 	case s == nil:
 		p.counts.Unknown++
 		return e, nil, false
-	case in.Seq <= p.handled[s] || in.Seq < p.lastSet[s]:
+	case in.Seq <= p.handled[s] || in.Seq < p.lastSet[s] || p.reporting[s]:
 		p.counts.Stale++
 		return e, nil, false
 	}
@@ -284,6 +289,7 @@ func (p *platformSim) apply(in projections.SyncInstruction) (e ledger.Event, s *
 		s.listed = next
 		p.over = append(p.over, s.listed-s.sellable())
 	}
+	p.reporting[s] = true
 	// Not g.event: the feed's rng draws nothing for the platform.
 	e = ledger.Event{ID: projections.SyncEventID(in.Key), Type: ledger.StockSet, Shop: s.shop, SKU: s.sku,
 		At: p.g.clock, Stock: ledger.Int64(s.listed)}
@@ -299,6 +305,7 @@ func (p *platformSim) published(events []ledger.Event, acks []transport.Ack) {
 		}
 		if s := p.skus[projections.SKUKey{Shop: events[i].Shop, SKU: events[i].SKU}]; s != nil {
 			p.lastSet[s] = max(p.lastSet[s], acks[i].Seq)
+			delete(p.reporting, s)
 		}
 	}
 }
