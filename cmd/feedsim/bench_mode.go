@@ -220,10 +220,14 @@ func benchBaselines(ctx context.Context, bc benchConfig, env modeEnv, r *modeRes
 // startProjector runs the ledger's projector over store, as ledgerd does,
 // in a goroutine of its own. stop asks it to stop; done then receives what
 // its Run returned.
-func startProjector(ctx context.Context, env modeEnv, store *projections.PostgresStore) (proj *consumers.Projector, stop context.CancelFunc, done <-chan error) {
+// hooks, when given, observe its batches.
+func startProjector(ctx context.Context, env modeEnv, store *projections.PostgresStore, hooks ...consumers.Hooks) (proj *consumers.Projector, stop context.CancelFunc, done <-chan error) {
 	quiet := slog.New(slog.DiscardHandler)
-	proj = consumers.NewProjector(env.svcNC, env.js, store, consumers.Options{Log: quiet, ViewBucket: transport.ViewBucket,
-		Fold: projections.DefaultFoldConfig()})
+	o := consumers.Options{Log: quiet, ViewBucket: transport.ViewBucket, Fold: projections.DefaultFoldConfig()}
+	if len(hooks) > 0 {
+		o.Hooks = hooks[0]
+	}
+	proj = consumers.NewProjector(env.svcNC, env.js, store, o)
 	pctx, cancel := context.WithCancel(ctx)
 	projDone := make(chan error, 1)
 	go func() { projDone <- proj.Run(pctx) }()

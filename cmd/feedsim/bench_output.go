@@ -150,6 +150,8 @@ func syncRows(row func(name, format string, get func(*modeResult) float64)) {
 	row("stop_selling_p99_ms", "%.1f", sync(func(s *syncResult) float64 { return s.StopSellingP99MS }))
 	row("instruction_p50_ms", "%.1f", sync(func(s *syncResult) float64 { return s.InstructionP50MS }))
 	row("instruction_p99_ms", "%.1f", sync(func(s *syncResult) float64 { return s.InstructionP99MS }))
+	row("committed_p50_ms", "%.1f", sync(func(s *syncResult) float64 { return s.CommittedP50MS }))
+	row("committed_p99_ms", "%.1f", sync(func(s *syncResult) float64 { return s.CommittedP99MS }))
 	row("stop_selling_p99_ms_full_set", "%.1f", sync(func(s *syncResult) float64 { return s.Runs[string(fullSet)].StopSellingP99MS }))
 	for _, k := range syncPlatforms {
 		row("over_sellable_p99_units_"+string(k), "%.0f", sync(func(s *syncResult) float64 { return float64(s.Runs[string(k)].Counts.OverP99) }))

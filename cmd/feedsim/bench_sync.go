@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"stockledger/consumers"
 	"stockledger/ledger"
 	"stockledger/ledger/transport"
 	"stockledger/projections"
@@ -90,6 +91,15 @@ type syncRunResult struct {
 	// instruction that reflects the run-out; -1 without any.
 	InstructionP50MS float64 `json:"instruction_p50_ms"`
 	InstructionP99MS float64 `json:"instruction_p99_ms"`
+	// Committed*MS split the ledger's share: from the same publish to the
+	// end of the commit of the batch holding the run-out's event (the
+	// projector's Committed hook); the rest, to the instruction's arrival,
+	// is the sync outbox's (read back, publish, ack). -1 without any.
+	CommittedP50MS float64 `json:"committed_p50_ms"`
+	CommittedP99MS float64 `json:"committed_p99_ms"`
+	// toldFrom holds each instructed run-out: its publish time and the
+	// sequence of its event.
+	toldFrom []runOut
 	// MoneyAtRiskFen is the shops' exposure_fen when the ledger has folded
 	// the run: lines that cannot ship, late ones, units still offered past
 	// sellable.
@@ -129,8 +139,12 @@ func runSync(ctx context.Context, rc syncRunConfig) (*syncRunResult, error) {
 		return nil, err
 	}
 	defer store.Close()
-	proj, stopProj, projDone := startProjector(ctx, env, store)
+	commits := &commitTimes{}
+	proj, stopProj, projDone := startProjector(ctx, env, store, consumers.Hooks{Committed: commits.committed})
 	r, err := feedSync(ctx, rc, env, proj.WaitApplied, store)
+	if err == nil {
+		r.CommittedP50MS, r.CommittedP99MS = commits.split(r.toldFrom)
+	}
 	stopProj()
 	if perr := <-projDone; err == nil && perr != nil {
 		err = fmt.Errorf("projector: %w", perr)
@@ -371,6 +385,7 @@ func (f *syncFeed) result(r *syncRunResult) {
 	r.RunOuts, r.Stops = f.clock.runOuts, len(f.clock.lat)
 	r.StopSellingP50MS, r.StopSellingP99MS, r.StopSellingMaxMS = percentiles(f.clock.lat)
 	r.InstructionP50MS, r.InstructionP99MS, _ = percentiles(f.clock.told)
+	r.toldFrom = f.clock.toldFrom
 	if f.plat != nil {
 		c := f.plat.result()
 		r.Counts = &c
@@ -428,9 +443,12 @@ type syncResult struct {
 	StopSellingP50MS float64 `json:"stop_selling_p50_ms"`
 	StopSellingP99MS float64 `json:"stop_selling_p99_ms"`
 	// InstructionP50MS and P99MS are the ledger's share of them.
-	InstructionP50MS float64                   `json:"instruction_p50_ms"`
-	InstructionP99MS float64                   `json:"instruction_p99_ms"`
-	Runs             map[string]*syncRunResult `json:"runs"`
+	InstructionP50MS float64 `json:"instruction_p50_ms"`
+	InstructionP99MS float64 `json:"instruction_p99_ms"`
+	// CommittedP50MS and P99MS are the part of it until the commit.
+	CommittedP50MS float64                   `json:"committed_p50_ms"`
+	CommittedP99MS float64                   `json:"committed_p99_ms"`
+	Runs           map[string]*syncRunResult `json:"runs"`
 }
 
 // benchSync runs the sync phase (interval mode only): the feed of syncGenConfig (the bench's
@@ -478,9 +496,9 @@ func benchSync(ctx context.Context, bc benchConfig, r *modeResult) error {
 			return fmt.Errorf("sync %s: %w", name, err)
 		}
 		res.Runs[name] = run
-		bc.logf(r.Mode, "sync %s: %d units sold past real stock (probes %d), stop-selling p50 %.1f ms p99 %.1f ms (%d of %d run-outs; instruction p50 %.1f p99 %.1f ms), money at risk %s, %.0f events/s",
+		bc.logf(r.Mode, "sync %s: %d units sold past real stock (probes %d), stop-selling p50 %.1f ms p99 %.1f ms (%d of %d run-outs; instruction p50 %.1f p99 %.1f ms, committed p50 %.1f p99 %.1f ms), money at risk %s, %.0f events/s",
 			name, run.PhantomUnitsSold, run.ProbePhantomUnitsSold, run.StopSellingP50MS, run.StopSellingP99MS, run.Stops, run.RunOuts,
-			run.InstructionP50MS, run.InstructionP99MS, projections.Yuan(run.MoneyAtRiskFen), run.RateEPS)
+			run.InstructionP50MS, run.InstructionP99MS, run.CommittedP50MS, run.CommittedP99MS, projections.Yuan(run.MoneyAtRiskFen), run.RateEPS)
 	}
 	res.compare()
 	r.Sync = res
@@ -500,6 +518,7 @@ func (res *syncResult) compare() {
 	inc := res.Runs[string(incrementOnly)]
 	res.StopSellingP50MS, res.StopSellingP99MS = inc.StopSellingP50MS, inc.StopSellingP99MS
 	res.InstructionP50MS, res.InstructionP99MS = inc.InstructionP50MS, inc.InstructionP99MS
+	res.CommittedP50MS, res.CommittedP99MS = inc.CommittedP50MS, inc.CommittedP99MS
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

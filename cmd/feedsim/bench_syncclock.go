@@ -2,7 +2,11 @@ package main
 
 import (
 	"slices"
+	"sort"
+	"sync"
 	"time"
+
+	"stockledger/consumers"
 
 	"stockledger/ledger"
 	"stockledger/ledger/transport"
@@ -16,11 +20,13 @@ import (
 // out) or the merchant ends (a restock) gives no stop-selling sample. Not
 // safe for concurrent use.
 type stopClock struct {
-	marked  map[*simSKU]*runOut
-	fresh   []*simSKU // ran out in the events being published
-	lat     []float64 // stop-selling, ms
-	told    []float64 // to the instruction's arrival, ms
-	runOuts int
+	marked map[*simSKU]*runOut
+	fresh  []*simSKU // ran out in the events being published
+	lat    []float64 // stop-selling, ms
+	told   []float64 // to the instruction's arrival, ms
+	// toldFrom holds the run-outs of told, for commitTimes.split.
+	toldFrom []runOut
+	runOuts  int
 }
 
 // runOut is a SKU's real stock run out while the platform shows some:
@@ -61,6 +67,7 @@ func (c *stopClock) instructed(s *simSKU, seq uint64, at time.Time) {
 	if ro, ok := c.marked[s]; ok && !ro.told && seq >= ro.seq && ro.seq > 0 {
 		ro.told = true
 		c.told = append(c.told, float64(at.Sub(ro.at).Microseconds())/1000)
+		c.toldFrom = append(c.toldFrom, *ro)
 	}
 }
 
@@ -92,4 +99,35 @@ func percentiles(ms []float64) (p50, p99, top float64) {
 	}
 	slices.Sort(ms)
 	return ms[len(ms)/2], ms[min(len(ms)-1, len(ms)*99/100)], ms[len(ms)-1]
+}
+
+// commitTimes records when each batch of the projector committed (its
+// Committed hook), by checkpoint. Safe for concurrent use.
+type commitTimes struct {
+	mu  sync.Mutex
+	seq []uint64
+	at  []time.Time
+}
+
+func (ct *commitTimes) committed(b consumers.BatchStats) {
+	now := time.Now()
+	ct.mu.Lock()
+	ct.seq, ct.at = append(ct.seq, b.AppliedSeq), append(ct.at, now)
+	ct.mu.Unlock()
+}
+
+// split returns the p50 and p99 of the time from each run-out's publish to
+// the commit of the batch that held its event.
+func (ct *commitTimes) split(runOuts []runOut) (p50, p99 float64) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	var ms []float64
+	for _, ro := range runOuts {
+		i := sort.Search(len(ct.seq), func(i int) bool { return ct.seq[i] >= ro.seq })
+		if i < len(ct.seq) {
+			ms = append(ms, float64(ct.at[i].Sub(ro.at).Microseconds())/1000)
+		}
+	}
+	p50, p99, _ = percentiles(ms)
+	return p50, p99
 }
