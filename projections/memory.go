@@ -63,9 +63,28 @@ func (m *MemoryStore) Checkpoint(_ context.Context, projector string) (uint64, e
 func (m *MemoryStore) LoadSKU(_ context.Context, shop, sku string) (*SKU, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	rec, ok := m.skus[SKUKey{shop, sku}]
+	return m.loadSKU(SKUKey{shop, sku}), nil
+}
+
+// LoadSKUs implements Writer.
+func (m *MemoryStore) LoadSKUs(_ context.Context, keys []SKUKey) (map[SKUKey]*SKU, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[SKUKey]*SKU, len(keys))
+	for _, k := range keys {
+		if s := m.loadSKU(k); s != nil {
+			out[k] = s
+		}
+	}
+	return out, nil
+}
+
+// loadSKU returns a copy of SKU k's state as committed, nil when unknown.
+// Caller holds m.mu.
+func (m *MemoryStore) loadSKU(k SKUKey) *SKU {
+	rec, ok := m.skus[k]
 	if !ok {
-		return nil, nil
+		return nil
 	}
 	s := rec.state.clone()
 	s.Lines = make(map[string]*Line)
@@ -80,7 +99,7 @@ func (m *MemoryStore) LoadSKU(_ context.Context, shop, sku string) (*SKU, error)
 		s.Alerts[alertKey(a.Kind, a.OrderID)] = &a
 	}
 	s.Restore()
-	return s, nil
+	return s
 }
 
 // KnownLines implements Writer.
