@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode"
@@ -38,8 +37,10 @@ func scanObject(data []byte) *FieldError {
 			return nil
 		}
 		key, ok := plainKey(raw)
-		if !ok && json.Unmarshal(raw, &key) != nil {
-			return nil
+		if !ok {
+			if key, ok = unquote(raw); !ok {
+				return nil
+			}
 		}
 		if !utf8.Valid(raw) {
 			return &FieldError{Field: "body", Value: quote(string(raw)), Rule: "a field name must be valid UTF-8"}
@@ -84,7 +85,7 @@ func scanObject(data []byte) *FieldError {
 
 // plainKey returns the key a quoted JSON string holds when it is printable
 // ASCII without escapes, as every key of a well-formed event is: then it is
-// the bytes between the quotes. Other keys go through encoding/json.
+// the bytes between the quotes. Other keys go through unquote.
 func plainKey(raw []byte) (string, bool) {
 	inner := raw[1 : len(raw)-1]
 	for _, c := range inner {
