@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -24,21 +25,20 @@ func timeSlot(f int) int {
 // (case-insensitively) and stores values as it would. When anything is
 // wrong it keeps reading to the end of the value and notes the first
 // problem of each class; explain then ranks them as the decoder before it
-// did (see DecodeEvent). The texts of an event's strings are gathered in
-// buf and become one string, so an event costs one allocation for its
-// strings and one for its optional numbers and times.
+// did (see DecodeEvent). The texts of an event's strings become one string
+// in finish, so an event costs one allocation for its strings and one for
+// its optional numbers and times.
 type eventDecoder struct {
 	r      reader
 	start  int  // where the value starts, after white space
 	object bool // the value is an object
 
-	seen  uint32 // members given
-	has   uint32 // members holding a value (not null)
-	strs  [numFields][2]int32
-	ints  [numFields]int64
-	times [3]time.Time
-	buf   []byte
-	arr   [384]byte
+	seen  uint32            // members given
+	has   uint32            // members holding a value (not null)
+	esc   uint32            // string members holding escapes
+	strs  [numFields][]byte // the string members, quotes included
+	ints  [numFields]int64  // the number members
+	times [3]time.Time      // the time members, by timeSlot
 
 	irregular bool      // a duplicate member or bytes that are not UTF-8
 	abort     error     // the first time that did not parse
@@ -55,7 +55,6 @@ type optionalBox struct {
 
 // decode reads one value from the start of d.r.data.
 func (d *eventDecoder) decode() {
-	d.buf = d.arr[:0]
 	r := &d.r
 	r.space()
 	d.start = r.i
@@ -158,14 +157,38 @@ func (d *eventDecoder) store(f int, kind valueKind, raw []byte) {
 }
 
 func (d *eventDecoder) storeString(f int, raw []byte) {
-	off := len(d.buf)
+	d.strs[f] = raw
 	if d.r.esc {
-		d.buf = appendUnquoted(d.buf, raw)
-	} else {
-		d.buf = append(d.buf, raw[1:len(raw)-1]...)
+		d.esc |= 1 << f
 	}
-	d.strs[f] = [2]int32{int32(off), int32(len(d.buf))}
 	d.has |= 1 << f
+}
+
+// text returns the texts of the string members in one string, and where
+// each lies in it. Unquoting shortens a string (its bytes are UTF-8 when
+// the event is clean), so its raw length bounds the whole.
+func (d *eventDecoder) text() (string, [numFields][2]int) {
+	var at [numFields][2]int
+	size := 0
+	for f := range numFields {
+		size += len(d.strs[f])
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for f, raw := range d.strs {
+		if raw == nil {
+			continue
+		}
+		from := b.Len()
+		if d.esc&(1<<f) != 0 {
+			var tmp [256]byte
+			b.Write(appendUnquoted(tmp[:0], raw))
+		} else {
+			b.Write(raw[1 : len(raw)-1])
+		}
+		at[f] = [2]int{from, b.Len()}
+	}
+	return b.String(), at
 }
 
 // storeTime parses a time as time.Time's UnmarshalJSON does (null leaves
@@ -188,13 +211,8 @@ func (d *eventDecoder) storeTime(f int, kind valueKind, raw []byte) {
 // finish builds the event from what decode stored.
 func (d *eventDecoder) finish() Event {
 	var e Event
-	text := string(d.buf)
-	str := func(f int) string {
-		if d.has&(1<<f) == 0 {
-			return ""
-		}
-		return text[d.strs[f][0]:d.strs[f][1]]
-	}
+	text, at := d.text()
+	str := func(f int) string { return text[at[f][0]:at[f][1]] }
 	e.ID, e.Type, e.Shop, e.SKU = str(fID), Type(str(fType)), str(fShop), str(fSKU)
 	e.Title, e.SalesForm = str(fTitle), SalesForm(str(fSalesForm))
 	e.OrderID, e.ParentOrderID, e.LiveID = str(fOrderID), str(fParentOrderID), str(fLiveID)
