@@ -113,3 +113,26 @@ func fieldErrorList(err error) string {
 	}
 	return b.String()
 }
+
+// TestEventFieldsMatchStruct: the decoder's members are Event's json tags,
+// in order, each stored as its Go type asks.
+func TestEventFieldsMatchStruct(t *testing.T) {
+	typ := reflect.TypeFor[Event]()
+	if typ.NumField() != numFields {
+		t.Fatalf("Event has %d fields, the decoder knows %d", typ.NumField(), numFields)
+	}
+	kinds := map[string]fieldKind{"string": fieldString, "ledger.Type": fieldString, "ledger.SalesForm": fieldString,
+		"int64": fieldInt, "int": fieldInt, "*int64": fieldIntPtr, "time.Time": fieldTime, "*time.Time": fieldTimePtr}
+	for i := range numFields {
+		sf := typ.Field(i)
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if got := eventFields[i]; got.name != name || got.kind != kinds[sf.Type.String()] {
+			t.Errorf("member %d = %+v, want %s stored as %s", i, got, name, sf.Type)
+		}
+		var folded [foldedKeyMax]byte
+		key, ok := foldKeyInto(&folded, []byte(`"`+strings.ToUpper(name)+`"`), false, false)
+		if !ok || fieldByName(key) != i {
+			t.Errorf("the key %q does not name member %d", strings.ToUpper(name), i)
+		}
+	}
+}
