@@ -54,6 +54,10 @@ var sameSeeds = []string{
 	`[{"qty":1},{"qty":1,"qty":2}]`, `[{"qty":1},{"qty":1,"qty":2,}]`, `[{"a":1}, {"b":tru}]`, ` [ {"qty":"x"} , 5 ]`,
 	`[truex]`, `[1x]`, `["a"]`, `[[1]]`, `[{"at":"bad"}]`, `[{"at":"bad"} ]`, `[{"at":5},{"qty":1}]`, "\n[\t{\"qty\":1}\r]",
 	`[` + strings.Repeat("[", 10001) + `]`,
+	// Bounds: an event of more than MaxEventBytes, alone and in a batch; a
+	// batch of MaxBatch events and one more.
+	`{"title":"` + strings.Repeat("x", MaxEventBytes) + `"}`, `[{"qty":1}, {"title":"` + strings.Repeat("x", MaxEventBytes) + `"}]`,
+	`[` + strings.Repeat("null,", MaxBatch-1) + `null]`, `[` + strings.Repeat("null,", MaxBatch) + `null]`,
 }
 
 // FuzzDecodeSame holds the decoder to the one it replaced (reference_test.go):
