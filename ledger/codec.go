@@ -21,9 +21,11 @@ const MaxEventBytes = 8 << 10
 // exactly what the encoding/json decoder it replaces did, with the same
 // words: field names match case-insensitively (as encoding/json matched
 // them), and when several things are wrong the one reported is the one
-// that decoder reported. A valid event costs two allocations: one for the
-// text of its strings, one for its optional numbers and times. It is safe
-// for concurrent use.
+// that decoder reported. A valid event costs at most two allocations: one
+// for the text of all its strings, one for its optional numbers and times.
+// The strings of an event share that text: one kept for long (a map key)
+// keeps the whole text, about 100 bytes, alive; strings.Clone it if that
+// matters. It is safe for concurrent use.
 func DecodeEvent(data []byte) (Event, error) {
 	if len(data) > MaxEventBytes {
 		return Event{}, sizeError(len(data))
@@ -108,7 +110,8 @@ func DecodeEvents(data []byte) ([]Event, error) {
 		}
 		return []Event{e}, nil
 	}
-	b := batchReader{data: trimmed, i: 1}
+	// Most events take more than 128 bytes: room for them all, mostly.
+	b := batchReader{data: trimmed, i: 1, events: make([]Event, 0, min(MaxBatch, len(trimmed)/128+1))}
 	for i := 0; ; i++ {
 		c, ok := b.peek()
 		if !ok || c == ']' || c == '}' {

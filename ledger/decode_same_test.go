@@ -140,3 +140,27 @@ func TestEventFieldsMatchStruct(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeAllocations: decoding and validating a valid event allocates
+// the text of its strings and, when it has optional numbers or times, one
+// box for them; nothing per field.
+func TestDecodeAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation counts")
+	}
+	for i, want := range map[int]float64{0: 2, 2: 1, 6: 2, 9: 2} { // listing, delisting, sale, return
+		data := []byte(sameSeeds[i])
+		got := testing.AllocsPerRun(100, func() {
+			e, err := DecodeEvent(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Validate(); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if got != want {
+			t.Errorf("decode and validate %s: %v allocations, want %v", data, got, want)
+		}
+	}
+}
