@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -207,7 +208,7 @@ func (fo *folder) shop(ctx context.Context, name string) (*projections.Shop, err
 		sh = projections.NewShop(name)
 	}
 	sh.Config = fo.cfg
-	fo.shops[name] = sh
+	fo.shops[strings.Clone(name)] = sh
 	return sh, nil
 }
 
@@ -263,7 +264,7 @@ func (fo *folder) load(ctx context.Context, k projections.SKUKey) (*projections.
 		s = projections.NewSKU(k.Shop, k.SKU)
 	}
 	s.Config = fo.cfg
-	fo.cache[k] = s
+	fo.cache[ownKey(k)] = s
 	return s, nil
 }
 
@@ -292,9 +293,15 @@ func (fo *folder) loadAll(ctx context.Context, keys []projections.SKUKey) error 
 			s = projections.NewSKU(k.Shop, k.SKU)
 		}
 		s.Config = fo.cfg
-		fo.cache[k] = s
+		fo.cache[ownKey(k)] = s
 	}
 	return nil
+}
+
+// ownKey copies k's strings: a decoded event's strings share one
+// allocation, which a cache key kept for long would hold whole.
+func ownKey(k projections.SKUKey) projections.SKUKey {
+	return projections.SKUKey{Shop: strings.Clone(k.Shop), SKU: strings.Clone(k.SKU)}
 }
 
 // drop forgets SKU states changed by a sweep that did not commit, and
