@@ -27,6 +27,11 @@ const (
 	historyRetriesMax = 5
 	// refusalsMax bounds the dead letters read for one SKU's history.
 	refusalsMax = 10_000
+	// leaderRequestTimeout bounds one request to a stream leader
+	// (LastSeqFromLeader) when the caller's context allows longer: while
+	// the stream elects a leader nobody answers, and the caller hears so
+	// after this rather than never.
+	leaderRequestTimeout = 2 * time.Second
 )
 
 // StoredEvent is one message of the event stream as stored: its stream
@@ -227,8 +232,11 @@ func storedEvent(m *jetstream.RawStreamMsg) StoredEvent {
 // LastSeqFromLeader returns the stream sequence of the last message on
 // subject (wildcards allowed) in stream, 0 when there is none. It asks the
 // stream leader ($JS.API.STREAM.MSG.GET) rather than a direct get, which any
-// replica answers: a replica that lags would report an older sequence.
+// replica answers: a replica that lags would report an older sequence. It
+// waits at most 2 s (less when ctx ends sooner) for the answer.
 func LastSeqFromLeader(ctx context.Context, nc *nats.Conn, stream, subject string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, leaderRequestTimeout)
+	defer cancel()
 	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
 	if err != nil {
 		return 0, err
