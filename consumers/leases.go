@@ -272,3 +272,12 @@ func (pp *Partitioned) States(now time.Time) ([]PartitionState, time.Time) {
 
 // Instance returns this instance's name (PartitionOptions.Instance).
 func (pp *Partitioned) Instance() string { return pp.o.Instance }
+
+// LeaseErr returns the last error of the lease loop (the bucket does not
+// answer, a partition could not be taken), nil when its last round worked.
+// Unlike Err it leaves out the projectors.
+func (pp *Partitioned) LeaseErr() error {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.lastErr
+}
