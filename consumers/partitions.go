@@ -26,9 +26,12 @@ const (
 	// DefaultLeaseTTL is how long a partition stays owned by an instance
 	// that stopped renewing it: the failover time is about this long.
 	DefaultLeaseTTL = 5 * time.Second
-	// leaseRenewDivisor: leases are renewed every TTL/leaseRenewDivisor, so
-	// that a renewal can be late twice before the lease lapses.
-	leaseRenewDivisor = 3
+	// leaseRenewDivisor: leases are renewed every TTL/leaseRenewDivisor (1 s
+	// by default). Often, so that when the lease bucket stops answering
+	// (its leader's server died: the election takes 4 to 9 s) the last
+	// renewal is recent and most of the TTL is left to retry in; and so that
+	// a lapsed lease is taken over within a second.
+	leaseRenewDivisor = 5
 	// leaseBucketTimeout bounds one attempt to create the lease bucket.
 	leaseBucketTimeout = 5 * time.Second
 	// leaseOpTimeout bounds one KV operation of the lease loop other than

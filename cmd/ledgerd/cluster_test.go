@@ -453,9 +453,27 @@ const (
 	failoverChunk      = 50
 	failoverPace       = 50 * time.Millisecond
 	failoverRecoverMax = 60 * time.Second
-	failoverWarmup     = 3 * time.Second
-	failoverTail       = 2 * time.Second // measured after a recovery
+	failoverWarmup     = 2 * time.Second
+	failoverTail       = time.Second // measured after a recovery
 )
+
+// failoverLeaseTTL is the lease TTL of the failover test's ledgerd: the
+// default, or LEDGER_FAILOVER_LEASE_TTL to measure another.
+func failoverLeaseTTL() string {
+	if v := os.Getenv("LEDGER_FAILOVER_LEASE_TTL"); v != "" {
+		return v
+	}
+	return consumers.DefaultLeaseTTL.String()
+}
+
+func failoverLeaseTTLDuration(t *testing.T) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(failoverLeaseTTL())
+	if err != nil {
+		t.Fatalf("LEDGER_FAILOVER_LEASE_TTL: %v", err)
+	}
+	return d
+}
 
 // natsProc is one nats-server process of the failover test: a SIGKILL of
 // it is a crash (no leadership handed over, unlike Server.Shutdown in
@@ -834,7 +852,7 @@ func startFailoverDaemon(t *testing.T, bin, name, natsURL, databaseURL string) *
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "LEDGER_HTTP_ADDR="+addr, "LEDGER_DATA_DIR="+t.TempDir(), "NATS_URL="+natsURL,
 		"DATABASE_URL="+databaseURL, "LEDGER_PARTITIONS="+strconv.Itoa(failoverPartitions), "LEDGER_REPLICAS=3",
-		"LEDGER_INSTANCE="+name, "LEDGER_LOG_LEVEL=info")
+		"LEDGER_INSTANCE="+name, "LEDGER_LOG_LEVEL=info", "LEDGER_LEASE_TTL="+failoverLeaseTTL())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start ledgerd: %v", err)
@@ -870,7 +888,7 @@ func (f failoverFault) String() string {
 	for p, g := range f.gaps {
 		gaps[p] = fmt.Sprintf("p%d %.2fs", p, g.Seconds())
 	}
-	return fmt.Sprintf("%s: publish stall %.2fs; projection gap %s; all projected %.2fs after; slowest /healthz %s%s",
+	return fmt.Sprintf("%s: publish stall %.2fs; projection gap %s; measured over %.1fs; slowest /healthz %s%s",
 		f.what, f.stall.Seconds(), strings.Join(gaps, ", "), f.recovered.Seconds(), f.healthMax.Round(time.Millisecond), f.extra)
 }
 
@@ -1003,7 +1021,9 @@ func killNATSLeader(t *testing.T, ctx context.Context, cl *procCluster, js jetst
 	w.window()
 	killed := time.Now()
 	p.kill()
-	waitFor(failoverTail) // let the stall begin before the target is read
+	// The window spans the lease TTL and more: a lease that could not be
+	// renewed lapses up to a TTL after the fault, and is taken again after.
+	waitFor(failoverLeaseTTLDuration(t) + failoverTail)
 	w.waitProjected(t, f.what)
 	f.recovered = time.Since(killed)
 	waitFor(failoverTail)
@@ -1026,7 +1046,7 @@ func killLedgerd(t *testing.T, ctx context.Context, js jetstream.JetStream, w *f
 	if victim == nil {
 		t.Fatalf("partition 0 held by unknown instance %q", owners[0])
 	}
-	f := failoverFault{what: "SIGKILL of " + victim.name + " (lease TTL 5s)"}
+	f := failoverFault{what: "SIGKILL of " + victim.name + " (lease TTL " + failoverLeaseTTL() + ")"}
 	t.Logf("fault: %s, leases %v", f.what, owners)
 	load.resetStall()
 	w.window()
