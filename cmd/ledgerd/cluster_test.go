@@ -632,6 +632,7 @@ type failoverLoad struct {
 	lastSeq  uint64
 	lastAck  time.Time
 	stallMax time.Duration // longest time between acks since reset
+	failed   int           // publish attempts that failed since reset
 	partLast [failoverPartitions]atomic.Uint64
 }
 
@@ -680,6 +681,9 @@ func (l *failoverLoad) publish(ctx context.Context, chunk []ledger.Event) error 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		l.mu.Lock()
+		l.failed++
+		l.mu.Unlock()
 		waitFor(25 * time.Millisecond)
 	}
 }
@@ -708,12 +712,31 @@ func (l *failoverLoad) acked1(chunk []ledger.Event, acks []transport.Ack) {
 
 // resetStall starts a new measuring window and returns the longest stall
 // of the one before.
-func (l *failoverLoad) resetStall() time.Duration {
+func (l *failoverLoad) resetStall() (time.Duration, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := l.stallMax
-	l.stallMax = 0
-	return s
+	s, failed := max(l.stallMax, time.Since(l.lastAck)), l.failed
+	l.stallMax, l.failed = 0, 0
+	return s, failed
+}
+
+// waitAcked waits until a chunk is acknowledged after since, or fails the
+// test after failoverRecoverMax.
+func (l *failoverLoad) waitAcked(t *testing.T, since time.Time, what string) {
+	t.Helper()
+	deadline := time.Now().Add(failoverRecoverMax)
+	for {
+		l.mu.Lock()
+		last := l.lastAck
+		l.mu.Unlock()
+		if last.After(since) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no publish acknowledged within %s", what, failoverRecoverMax)
+		}
+		waitFor(20 * time.Millisecond)
+	}
 }
 
 // failoverWatch polls every partition's checkpoint in Postgres and every
@@ -877,9 +900,10 @@ func startFailoverDaemon(t *testing.T, bin, name, natsURL, databaseURL string) *
 type failoverFault struct {
 	what      string
 	stall     time.Duration
+	failed    int // publish attempts that failed (each re-sent)
 	gaps      [failoverPartitions]time.Duration
 	healthMax time.Duration
-	recovered time.Duration // from the fault until every partition projected what was acknowledged
+	recovered time.Duration // from the fault to the end of the window, every partition projecting
 	extra     string
 }
 
@@ -888,8 +912,8 @@ func (f failoverFault) String() string {
 	for p, g := range f.gaps {
 		gaps[p] = fmt.Sprintf("p%d %.2fs", p, g.Seconds())
 	}
-	return fmt.Sprintf("%s: publish stall %.2fs; projection gap %s; measured over %.1fs; slowest /healthz %s%s",
-		f.what, f.stall.Seconds(), strings.Join(gaps, ", "), f.recovered.Seconds(), f.healthMax.Round(time.Millisecond), f.extra)
+	return fmt.Sprintf("%s: publish stall %.2fs (%d attempts failed, re-sent); projection gap %s; measured over %.1fs; slowest /healthz %s%s",
+		f.what, f.stall.Seconds(), f.failed, strings.Join(gaps, ", "), f.recovered.Seconds(), f.healthMax.Round(time.Millisecond), f.extra)
 }
 
 // TestClusterFailover runs two ledgerd sharing 4 partitions (default lease
@@ -1024,10 +1048,11 @@ func killNATSLeader(t *testing.T, ctx context.Context, cl *procCluster, js jetst
 	// The window spans the lease TTL and more: a lease that could not be
 	// renewed lapses up to a TTL after the fault, and is taken again after.
 	waitFor(failoverLeaseTTLDuration(t) + failoverTail)
+	load.waitAcked(t, killed, f.what)
 	w.waitProjected(t, f.what)
 	f.recovered = time.Since(killed)
 	waitFor(failoverTail)
-	f.stall = load.resetStall()
+	f.stall, f.failed = load.resetStall()
 	f.gaps, f.healthMax = w.window()
 	p.start(t)
 	waitReplicasCurrent(t, js, transport.EventStream, "KV_"+consumers.LeaseBucket)
@@ -1071,7 +1096,7 @@ func killLedgerd(t *testing.T, ctx context.Context, js jetstream.JetStream, w *f
 	w.waitProjected(t, f.what)
 	f.recovered = time.Since(killed)
 	waitFor(failoverTail)
-	f.stall = load.resetStall()
+	f.stall, f.failed = load.resetStall()
 	f.gaps, f.healthMax = w.window()
 	return f
 }
