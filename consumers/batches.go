@@ -75,9 +75,6 @@ type batchLoop struct {
 	// strict: the consumer reads the whole stream, so stream sequences
 	// arrive without a gap.
 	strict bool
-	// fresh: the next session deletes and creates the consumer
-	// (Options.FreshConsumer); cleared once it has.
-	fresh bool
 	// folded is the last stream sequence folded (committed or in flight);
 	// delivered the consumer sequence of the last delivery seen (see
 	// checkDelivery). Each session starts them over.
@@ -91,7 +88,6 @@ func newBatchLoop(js jetstream.JetStream, o Options, pipe pipeline, h *health, l
 		dec:  decoder{own: ownership{partitions: o.Partitions, part: o.Partition}},
 		pipe: pipe, health: h, log: log,
 		strict: o.FilterSubject == transport.EventSubjectRoot+".>",
-		fresh:  o.FreshConsumer,
 	}
 }
 
@@ -260,9 +256,8 @@ func (bl *batchLoop) fill(batch []jetstream.Msg, msgs <-chan jetstream.Msg) []je
 
 // consumer returns the durable consumer positioned right after the
 // checkpoint ckpt. An existing consumer is reused only when it agrees with
-// the checkpoint and has nothing unacknowledged, and the session need not
-// be fresh (Options.FreshConsumer); otherwise it is made again, so that
-// nothing waits out an ack timeout after a restart.
+// the checkpoint and has nothing unacknowledged; otherwise it is made
+// again, so that nothing waits out an ack timeout after a restart.
 func (bl *batchLoop) consumer(ctx context.Context, ckpt uint64) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:     bl.name,
@@ -285,7 +280,7 @@ func (bl *batchLoop) consumer(ctx context.Context, ckpt uint64) (jetstream.Consu
 	defer cancel()
 	if c, err := bl.js.Consumer(lctx, transport.EventStream, bl.name); err == nil {
 		info := c.CachedInfo()
-		if !bl.fresh && info.AckFloor.Stream == ckpt && info.NumAckPending == 0 && info.Config.FilterSubject == bl.filter {
+		if info.AckFloor.Stream == ckpt && info.NumAckPending == 0 && info.Config.FilterSubject == bl.filter {
 			return c, nil
 		}
 		dctx, cancel := context.WithTimeout(ctx, consumerLookupTimeout)
@@ -302,7 +297,6 @@ func (bl *batchLoop) consumer(ctx context.Context, ckpt uint64) (jetstream.Consu
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s at seq %d: %w", bl.name, ckpt+1, err)
 	}
-	bl.fresh = false
 	return c, nil
 }
 

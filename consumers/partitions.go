@@ -253,9 +253,6 @@ func (pp *Partitioned) begin(ctx context.Context, part int, rev uint64, sent tim
 	o.Name = PartitionName(pp.o.Projector.Name, part)
 	o.FilterSubject = transport.PartitionFilter(part)
 	o.Partitions, o.Partition = pp.o.Partitions, part
-	// Whoever held the partition before may have left pull requests on its
-	// consumer: start on a consumer of its own.
-	o.FreshConsumer = true
 	o.Log = pp.log.With("partition", part)
 	pr := NewProjector(pp.nc, pp.js, pp.store, o)
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

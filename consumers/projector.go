@@ -87,14 +87,6 @@ type Options struct {
 	// undo its work).
 	Partitions int
 	Partition  int
-	// FreshConsumer makes the first consumer session delete and create the
-	// durable consumer even when it agrees with the checkpoint. A partition
-	// taken over (after its owner died, or after this instance's own lease
-	// lapsed) may still have the old client's pull requests waiting on its
-	// consumer until they expire; the server would hand them the first
-	// deliveries, and the new projector would wait for its heartbeat
-	// timeout (2 × 5 s) before it restarts.
-	FreshConsumer bool
 }
 
 // withDefaults returns o with its zero values replaced by the defaults.
