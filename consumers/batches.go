@@ -21,8 +21,11 @@ const (
 	// messages.
 	pullFactor = 2
 	// pullHeartbeat is how often the server tells an idle pull it is alive;
-	// missed heartbeats end the pull with an error, and the session.
-	pullHeartbeat = 5 * time.Second
+	// two missed heartbeats end the pull with an error, and the session.
+	// Short, because a pull whose request died with a NATS server (or went
+	// to a consumer that had no leader yet) gets nothing else: at 5 s the
+	// failover test saw partitions stall 10 s that way.
+	pullHeartbeat = time.Second
 	// fillWaitMax bounds the wait for messages the stream holds but the
 	// client has not received yet, before a batch is committed short.
 	fillWaitMax = 5 * time.Millisecond

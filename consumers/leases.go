@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -70,11 +71,26 @@ func (pp *Partitioned) round(ctx context.Context, kv jetstream.KeyValue) {
 // time to stop a projector), or until the bucket says the key was written
 // by someone else. Only then is the partition given up: before, no other
 // instance could have taken it.
+//
+// The leases are renewed at once, one goroutine each, so that one that
+// waits out its attempt does not delay another's past its TTL.
 func (pp *Partitioned) renewLeases(ctx context.Context, kv jetstream.KeyValue) {
 	pending := pp.owned()
 	wait := leaseRetryMin
 	for len(pending) > 0 && ctx.Err() == nil {
-		pending = slices.DeleteFunc(pending, func(part int) bool { return pp.renew(ctx, kv, part) })
+		settled := make([]bool, len(pending))
+		var wg sync.WaitGroup
+		for i, part := range pending {
+			wg.Go(func() { settled[i] = pp.renew(ctx, kv, part) })
+		}
+		wg.Wait()
+		next := pending[:0]
+		for i, part := range pending {
+			if !settled[i] {
+				next = append(next, part)
+			}
+		}
+		pending = next
 		if len(pending) == 0 || !sleep(ctx, wait) {
 			return
 		}
@@ -108,12 +124,14 @@ func (pp *Partitioned) renew(ctx context.Context, kv jetstream.KeyValue, part in
 	case !time.Now().Before(giveUp):
 		pp.log.Warn("partition lease not renewed within its TTL; stopping its projector", "partition", part,
 			"last_renewed", rp.renewed.UTC().Format(time.RFC3339Nano), "err", err)
+		pp.mu.Lock()
 		pp.lost[part] = true
+		pp.mu.Unlock()
 	default:
 		pp.log.Info("partition lease renewal failed; retrying within the TTL", "partition", part, "err", err)
 		return false
 	}
-	pp.stop(part)
+	pp.release(part)
 	return true
 }
 
@@ -146,7 +164,15 @@ func (pp *Partitioned) balance(ctx context.Context, kv jetstream.KeyValue, recov
 		part := owned[len(owned)-1]
 		owned = owned[:len(owned)-1]
 		rev := pp.get(part).rev
-		pp.stop(part)
+		// Deleted once its projector has stopped: the lease guards the
+		// batch in hand. Until then the loop goes on renewing the others.
+		done := pp.release(part)
+		select {
+		case <-done:
+		case <-time.After(pp.o.LeaseTTL / leaseRenewDivisor):
+			pp.log.Info("partition given back: its projector is still stopping; the lease lapses by itself", "partition", part)
+			continue
+		}
 		c, cancel := context.WithTimeout(ctx, leaseOpTimeout)
 		err := kv.Delete(c, leaseKey(part), jetstream.LastRevision(rev))
 		cancel()
@@ -164,7 +190,7 @@ func (pp *Partitioned) balance(ctx context.Context, kv jetstream.KeyValue, recov
 		if len(owned) >= fair || (recovering && !pp.lost[part]) {
 			break
 		}
-		if pp.get(part) != nil {
+		if pp.get(part) != nil || pp.isStopping(part) {
 			continue
 		}
 		sent := time.Now()

@@ -89,9 +89,10 @@ type Partitioned struct {
 	o     PartitionOptions
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	running map[int]*runningPartition
-	lastErr error
+	mu       sync.Mutex
+	running  map[int]*runningPartition
+	stopping map[int]*runningPartition // released, finishing their batch
+	lastErr  error
 	// owners: each partition's lease as the owner watch last saw it.
 	owners []ownerSeen
 	// lost: partitions whose lease lapsed while the bucket did not answer;
@@ -146,7 +147,7 @@ func NewPartitioned(nc *nats.Conn, js jetstream.JetStream, store Store, o Partit
 	}
 	return &Partitioned{
 		nc: nc, js: js, store: store, o: o, log: o.Projector.Log.With("instance", o.Instance),
-		running: make(map[int]*runningPartition), owners: make([]ownerSeen, o.Partitions), lost: map[int]bool{},
+		running: make(map[int]*runningPartition), stopping: make(map[int]*runningPartition), owners: make([]ownerSeen, o.Partitions), lost: map[int]bool{},
 		ckpts: make([]uint64, o.Partitions), lasts: make([]uint64, o.Partitions),
 		advance: make(chan struct{}),
 	}, nil
@@ -272,16 +273,44 @@ func (pp *Partitioned) begin(ctx context.Context, part int, rev uint64, sent tim
 // stop ends partition part's projector and waits until it has finished its
 // batch in hand.
 func (pp *Partitioned) stop(part int) {
-	rp := pp.get(part)
+	if done := pp.release(part); done != nil {
+		<-done
+	}
+}
+
+// release tells partition part's projector to stop and returns at once,
+// with a channel closed once it has finished its batch in hand (nil when
+// part does not run here). The lease loop releases without waiting: a
+// projector that takes long to stop (its store or NATS does not answer)
+// must not hold up the renewal of the other leases. Until it has stopped,
+// part is not taken again here (stopping).
+func (pp *Partitioned) release(part int) <-chan struct{} {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	rp := pp.running[part]
 	if rp == nil {
-		return
+		return nil
 	}
 	rp.cancel()
-	<-rp.done
-	pp.deadDone.Add(rp.pr.DeadLettered())
-	pp.mu.Lock()
 	delete(pp.running, part)
-	pp.mu.Unlock()
+	pp.stopping[part] = rp
+	go func() {
+		<-rp.done
+		pp.deadDone.Add(rp.pr.DeadLettered())
+		pp.mu.Lock()
+		if pp.stopping[part] == rp {
+			delete(pp.stopping, part)
+		}
+		pp.mu.Unlock()
+	}()
+	return rp.done
+}
+
+// isStopping reports whether part's last projector here is still stopping.
+func (pp *Partitioned) isStopping(part int) bool {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.stopping[part] != nil
 }
 
 // stopAll stops every partition this instance runs, gives its leases back
@@ -299,6 +328,16 @@ func (pp *Partitioned) stopAll(kv jetstream.KeyValue) {
 	c, cancel := context.WithTimeout(context.Background(), leaseOpTimeout)
 	_ = kv.Delete(c, "member."+pp.o.Instance)
 	cancel()
+	// Projectors released before (a lapsed lease) finish their batch too.
+	pp.mu.Lock()
+	stopping := make([]*runningPartition, 0, len(pp.stopping))
+	for _, rp := range pp.stopping {
+		stopping = append(stopping, rp)
+	}
+	pp.mu.Unlock()
+	for _, rp := range stopping {
+		<-rp.done
+	}
 }
 
 // get returns partition part while this instance runs it, else nil.
