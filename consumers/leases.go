@@ -63,6 +63,28 @@ func (pp *Partitioned) round(ctx context.Context, kv jetstream.KeyValue) {
 	recovering := pp.bucketDown
 	pp.bucketDown = false
 	pp.setErr(pp.balance(ctx, kv, recovering))
+	pp.readOwners(ctx, kv)
+}
+
+// readOwners reads the lease of every partition this instance does not
+// run, within leaseAttemptMax in all, into the owners the watch keeps: the
+// watch, an ordered consumer, can take seconds to resume after the bucket
+// elected a leader, and health would meanwhile name owners that lapsed
+// long ago, or miss new ones.
+func (pp *Partitioned) readOwners(ctx context.Context, kv jetstream.KeyValue) {
+	c, cancel := context.WithTimeout(ctx, leaseAttemptMax)
+	defer cancel()
+	for part := range pp.o.Partitions {
+		if pp.get(part) != nil {
+			continue
+		}
+		e, err := kv.Get(c, leaseKey(part))
+		if err == nil {
+			pp.sawOwner(e)
+		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return // the bucket stopped answering: the next round
+		}
+	}
 }
 
 // renewLeases renews every lease this instance holds. A renewal that fails
