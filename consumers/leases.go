@@ -187,7 +187,9 @@ func (pp *Partitioned) balance(ctx context.Context, kv jetstream.KeyValue, recov
 		owned = owned[:len(owned)-1]
 		rev := pp.get(part).rev
 		// Deleted once its projector has stopped: the lease guards the
-		// batch in hand. Until then the loop goes on renewing the others.
+		// batch in hand. The wait is bounded by a renewal period, so that
+		// the other leases are renewed on time; past it the lease is left
+		// to lapse by itself.
 		done := pp.release(part)
 		select {
 		case <-done:
