@@ -280,6 +280,14 @@ func (c *probeCache) get(ctx context.Context) probeResult {
 	return p
 }
 
+// cached returns the probes' last answers as they are, without starting or
+// waiting for a probe (the metrics read it at scrape time).
+func (c *probeCache) cached() probeResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
+}
+
 // staleErr is err, or an error naming how long a probe has not answered
 // when its last answer (or, before any, the first round) is older than
 // healthStaleAfter, or that it has not answered yet.

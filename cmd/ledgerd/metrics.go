@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -87,11 +86,11 @@ func (m *metrics) hooks() consumers.Hooks {
 // registerState adds the figures read at scrape time: projector lag, the
 // open alerts by kind with their exposure and, with partitions (parts not
 // nil), each partition's owner and lag.
-func (m *metrics) registerState(js jetstream.JetStream, p projection, parts partitionStates, store projections.Reader, log *slog.Logger) {
+func (m *metrics) registerState(probes *probeCache, p projection, parts partitionStates, store projections.Reader, log *slog.Logger) {
 	if parts != nil {
 		m.reg.MustRegister(newPartitionCollector(parts))
 	}
-	m.reg.MustRegister(&stateCollector{js: js, projector: p, store: store, log: log,
+	m.reg.MustRegister(&stateCollector{probes: probes, projector: p, store: store, log: log,
 		lag:        prometheus.NewDesc("ledger_projector_lag_events", "Event stream last sequence minus the sequence the projector applied.", nil, nil),
 		appliedSeq: prometheus.NewDesc("ledger_projector_applied_seq", "Last event stream sequence the projector committed.", nil, nil),
 		heldSKUs:   prometheus.NewDesc("ledger_projector_skus_held", "SKU states the projector holds in memory.", nil, nil),
@@ -102,7 +101,7 @@ func (m *metrics) registerState(js jetstream.JetStream, p projection, parts part
 }
 
 type stateCollector struct {
-	js                              jetstream.JetStream
+	probes                          *probeCache // the event stream's last sequence, from /healthz's probe
 	projector                       projection
 	store                           projections.Reader
 	log                             *slog.Logger
@@ -129,9 +128,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	skus, orders := c.projector.Held()
 	ch <- prometheus.MustNewConstMetric(c.heldSKUs, prometheus.GaugeValue, float64(skus))
 	ch <- prometheus.MustNewConstMetric(c.heldOrders, prometheus.GaugeValue, float64(orders))
-	if st, err := c.js.Stream(ctx, transport.EventStream); err == nil {
-		last := st.CachedInfo().State.LastSeq
-		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(last-min(last, applied)))
+	// The stream's last sequence from the background probe: a scrape
+	// makes no NATS request, and while NATS elects a leader the lag is
+	// left out rather than waited for.
+	if p := c.probes.cached(); p.natsErr == nil && !p.natsAt.IsZero() && time.Since(p.natsAt) <= healthStaleAfter {
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(p.streamLast-min(p.streamLast, applied)))
 	}
 	totals, err := c.store.OpenAlertTotals(ctx)
 	if err != nil {

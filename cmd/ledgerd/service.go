@@ -105,7 +105,7 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 	}
 	svc.httpAddr = ln.Addr().String()
 	svc.probes = newProbeCache(natsProbe{nc: svc.nc, js: svc.js}, svc.store)
-	met.registerState(svc.js, svc.projection(), svc.partitionStates(), svc.store, log)
+	met.registerState(svc.probes, svc.projection(), svc.partitionStates(), svc.store, log)
 	svc.api = svc.newAPI(pub, popts.Fold, met, target)
 	svc.http = newHTTPServer(svc.api.handler(guard), log)
 	svc.http.RegisterOnShutdown(svc.api.live.closeLive)
