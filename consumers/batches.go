@@ -21,14 +21,24 @@ const (
 	// messages.
 	pullFactor = 2
 	// pullHeartbeat is how often the server tells an idle pull it is alive;
-	// missed heartbeats end the pull with an error, and the session.
-	pullHeartbeat = 5 * time.Second
+	// two missed heartbeats end the pull with an error, and the session.
+	// Short, because a pull whose request died with a NATS server (or went
+	// to a consumer that had no leader yet) gets nothing else: at 5 s the
+	// failover test saw partitions stall 10 s that way.
+	pullHeartbeat = time.Second
 	// fillWaitMax bounds the wait for messages the stream holds but the
 	// client has not received yet, before a batch is committed short.
 	fillWaitMax = 5 * time.Millisecond
 	// restartWait is the wait before a consumer session that failed starts
 	// again.
 	restartWait = time.Second
+	// consumerLookupTimeout bounds one lookup or deletion of the durable
+	// consumer, consumerCreateTimeout its creation. While NATS elects a
+	// leader (of the stream, the consumer or the meta group) these get no
+	// answer: the session fails after the bound and starts again after
+	// restartWait, instead of waiting out the client's default API timeout.
+	consumerLookupTimeout = time.Second
+	consumerCreateTimeout = 3 * time.Second
 )
 
 // pipeline is what the batch loop feeds, on the loop's goroutine alone:
@@ -269,18 +279,24 @@ func (bl *batchLoop) consumer(ctx context.Context, ckpt uint64) (jetstream.Consu
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = ckpt + 1
 	}
-	if c, err := bl.js.Consumer(ctx, transport.EventStream, bl.name); err == nil {
+	lctx, cancel := context.WithTimeout(ctx, consumerLookupTimeout)
+	defer cancel()
+	if c, err := bl.js.Consumer(lctx, transport.EventStream, bl.name); err == nil {
 		info := c.CachedInfo()
 		if info.AckFloor.Stream == ckpt && info.NumAckPending == 0 && info.Config.FilterSubject == bl.filter {
 			return c, nil
 		}
-		if err := bl.js.DeleteConsumer(ctx, transport.EventStream, bl.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		dctx, cancel := context.WithTimeout(ctx, consumerLookupTimeout)
+		defer cancel()
+		if err := bl.js.DeleteConsumer(dctx, transport.EventStream, bl.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, fmt.Errorf("delete consumer %s to restart it at seq %d: %w", bl.name, ckpt+1, err)
 		}
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("look up consumer %s: %w", bl.name, err)
 	}
-	c, err := bl.js.CreateConsumer(ctx, transport.EventStream, cfg)
+	cctx, cancel := context.WithTimeout(ctx, consumerCreateTimeout)
+	defer cancel()
+	c, err := bl.js.CreateConsumer(cctx, transport.EventStream, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s at seq %d: %w", bl.name, ckpt+1, err)
 	}
@@ -292,6 +308,8 @@ func (bl *batchLoop) consumer(ctx context.Context, ckpt uint64) (jetstream.Consu
 // skipped, and a rebuild may publish again what it published before, which
 // consumers of the alert stream tell apart by Nats-Msg-Id).
 func (bl *batchLoop) ackedBefore(ctx context.Context) uint64 {
+	ctx, cancel := context.WithTimeout(ctx, consumerLookupTimeout)
+	defer cancel()
 	c, err := bl.js.Consumer(ctx, transport.EventStream, bl.name)
 	if err != nil {
 		return 0

@@ -3,6 +3,8 @@ package consumers
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -108,7 +110,16 @@ func (fo *folder) prepare(ctx context.Context, ds []delivery) ([]folding, []dead
 		items   = make([]folding, 0, len(ds))
 		deads   []dead
 		recalls projections.Recalls
+		keys    = make([]projections.SKUKey, 0, len(ds))
 	)
+	for i := range ds {
+		if d := &ds[i]; d.reason == "" {
+			keys = append(keys, projections.SKUKey{Shop: d.event.Shop, SKU: d.event.SKU})
+		}
+	}
+	if err := fo.loadAll(ctx, keys); err != nil {
+		return nil, nil, err
+	}
 	for i := range ds {
 		d := &ds[i]
 		if d.reason != "" {
@@ -197,7 +208,7 @@ func (fo *folder) shop(ctx context.Context, name string) (*projections.Shop, err
 		sh = projections.NewShop(name)
 	}
 	sh.Config = fo.cfg
-	fo.shops[name] = sh
+	fo.shops[strings.Clone(name)] = sh
 	return sh, nil
 }
 
@@ -214,10 +225,11 @@ func (fo *folder) sweep(ctx context.Context) (foldResult, error) {
 	}
 	var res foldResult
 	var shops shopChanges
+	keys = slices.DeleteFunc(keys, func(k projections.SKUKey) bool { return !fo.own.owns(k.Shop) })
+	if err := fo.loadAll(ctx, keys); err != nil {
+		return foldResult{}, err
+	}
 	for _, k := range keys {
-		if !fo.own.owns(k.Shop) {
-			continue
-		}
 		s, err := fo.load(ctx, k)
 		if err == nil {
 			_, err = fo.shop(ctx, k.Shop)
@@ -252,8 +264,44 @@ func (fo *folder) load(ctx context.Context, k projections.SKUKey) (*projections.
 		s = projections.NewSKU(k.Shop, k.SKU)
 	}
 	s.Config = fo.cfg
-	fo.cache[k] = s
+	fo.cache[ownKey(k)] = s
 	return s, nil
+}
+
+// loadAll brings into the cache, in one read of the store, the states of
+// the SKUs of keys it does not hold yet; SKUs the store does not know
+// either start new. keys may repeat.
+func (fo *folder) loadAll(ctx context.Context, keys []projections.SKUKey) error {
+	var missing []projections.SKUKey
+	seen := make(map[projections.SKUKey]bool)
+	for _, k := range keys {
+		if _, ok := fo.cache[k]; !ok && !seen[k] {
+			seen[k] = true
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	got, err := fo.store.LoadSKUs(ctx, missing)
+	if err != nil {
+		return fmt.Errorf("load %d skus: %w", len(missing), err)
+	}
+	for _, k := range missing {
+		s := got[k]
+		if s == nil {
+			s = projections.NewSKU(k.Shop, k.SKU)
+		}
+		s.Config = fo.cfg
+		fo.cache[ownKey(k)] = s
+	}
+	return nil
+}
+
+// ownKey copies k's strings: a decoded event's strings share one
+// allocation, which a cache key kept for long would hold whole.
+func ownKey(k projections.SKUKey) projections.SKUKey {
+	return projections.SKUKey{Shop: strings.Clone(k.Shop), SKU: strings.Clone(k.SKU)}
 }
 
 // drop forgets SKU states changed by a sweep that did not commit, and

@@ -26,12 +26,16 @@ const (
 	// DefaultLeaseTTL is how long a partition stays owned by an instance
 	// that stopped renewing it: the failover time is about this long.
 	DefaultLeaseTTL = 5 * time.Second
-	// leaseRenewDivisor: leases are renewed every TTL/leaseRenewDivisor, so
-	// that a renewal can be late twice before the lease lapses.
-	leaseRenewDivisor = 3
+	// leaseRenewDivisor: leases are renewed every TTL/leaseRenewDivisor (1 s
+	// by default). Often, so that when the lease bucket stops answering
+	// (its leader's server died: the election takes 4 to 9 s) the last
+	// renewal is recent and most of the TTL is left to retry in; and so that
+	// a lapsed lease is taken over within a second.
+	leaseRenewDivisor = 5
 	// leaseBucketTimeout bounds one attempt to create the lease bucket.
 	leaseBucketTimeout = 5 * time.Second
-	// leaseOpTimeout bounds one KV operation of the lease loop.
+	// leaseOpTimeout bounds one KV operation of the lease loop other than
+	// a renewal (see leaseAttemptMax), and one progress read.
 	leaseOpTimeout = 2 * time.Second
 	// leaseKeysMax bounds the keys read from the lease bucket per round.
 	leaseKeysMax = 4 * transport.PartitionsMax
@@ -62,9 +66,13 @@ type PartitionOptions struct {
 // shared store, each partition by its own Projector. Partitioned runs the
 // projectors of the partitions this instance holds a lease on. Each partition is folded by at most one instance at a time: an
 // instance starts a partition's projector only after creating its lease key
-// in the KV bucket, renews it while it runs, and stops the projector as soon
-// as a renewal fails. When an instance dies its leases lapse after LeaseTTL
-// and the others take the partitions over. Should two projectors of one
+// in the KV bucket, renews it while it runs, and stops the projector once
+// another instance could take the partition: the bucket says the key was
+// written by someone else, or renewals failed until LeaseTTL after the last
+// one the bucket took (less a margin to stop). A renewal that meets a
+// leader election of the bucket is tried again meanwhile (leases.go). When
+// an instance dies its leases lapse after LeaseTTL and the others take the
+// partitions over. Should two projectors of one
 // partition ever overlap (a paused process that resumes), the store's
 // checkpoint guard (Batch.PrevSeq) refuses the stale one's commit.
 //
@@ -81,9 +89,19 @@ type Partitioned struct {
 	o     PartitionOptions
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	running map[int]*runningPartition
-	lastErr error
+	mu       sync.Mutex
+	running  map[int]*runningPartition
+	stopping map[int]*runningPartition // released, finishing their batch
+	lastErr  error
+	// owners: each partition's lease as the owner watch last saw it.
+	owners []ownerSeen
+	// lost: partitions whose lease lapsed while the bucket did not answer;
+	// the next round takes them first. bucketDown: the last round could not
+	// write this instance's key. Only the lease loop uses them.
+	lost       map[int]bool
+	bucketDown bool
+	// progressAt: when the progress figures were last read.
+	progressAt time.Time
 	// progress: checkpoint and last stream sequence of every partition.
 	ckpts   []uint64
 	lasts   []uint64
@@ -98,10 +116,14 @@ type Partitioned struct {
 // runningPartition is a partition this instance holds the lease of, with
 // its projector.
 type runningPartition struct {
-	pr     *Projector
-	rev    uint64 // lease revision
-	cancel context.CancelFunc
-	done   chan struct{}
+	pr  *Projector
+	rev uint64 // lease revision
+	// renewed is when the last write of the lease that the bucket took was
+	// sent: the bucket's copy lapses no sooner than LeaseTTL after it.
+	// Only the lease loop reads and writes rev and renewed.
+	renewed time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 // NewPartitioned returns this instance's part of the partitioned
@@ -125,8 +147,8 @@ func NewPartitioned(nc *nats.Conn, js jetstream.JetStream, store Store, o Partit
 	}
 	return &Partitioned{
 		nc: nc, js: js, store: store, o: o, log: o.Projector.Log.With("instance", o.Instance),
-		running: make(map[int]*runningPartition),
-		ckpts:   make([]uint64, o.Partitions), lasts: make([]uint64, o.Partitions),
+		running: make(map[int]*runningPartition), stopping: make(map[int]*runningPartition), owners: make([]ownerSeen, o.Partitions), lost: map[int]bool{},
+		ckpts: make([]uint64, o.Partitions), lasts: make([]uint64, o.Partitions),
 		advance: make(chan struct{}),
 	}, nil
 }
@@ -146,8 +168,9 @@ func (pp *Partitioned) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	pctx, stopProgress := context.WithCancel(ctx)
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); pp.trackProgress(pctx) }()
+	go func() { defer wg.Done(); pp.watchOwners(pctx, kv) }()
 	defer func() {
 		pp.stopAll(kv)
 		stopProgress()
@@ -190,68 +213,6 @@ func (pp *Partitioned) leaseBucket(ctx context.Context) (jetstream.KeyValue, err
 	}
 }
 
-// round renews this instance's key and its leases, then takes or gives
-// back partitions toward the fair share.
-func (pp *Partitioned) round(ctx context.Context, kv jetstream.KeyValue) {
-	op := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, leaseOpTimeout) }
-	var roundErr error
-	c, cancel := op()
-	_, err := kv.Put(c, "member."+pp.o.Instance, []byte(time.Now().UTC().Format(time.RFC3339)))
-	cancel()
-	if err != nil {
-		roundErr = fmt.Errorf("renew membership: %w", err)
-	}
-	// Renew every lease; a failed renewal stops the partition at once: past
-	// the TTL another instance may own it.
-	for _, part := range pp.owned() {
-		rp := pp.get(part)
-		c, cancel := op()
-		rev, err := kv.Update(c, leaseKey(part), []byte(pp.o.Instance), rp.rev)
-		cancel()
-		if err != nil {
-			pp.log.Warn("partition lease lost; stopping its projector", "partition", part, "err", err)
-			pp.stop(part)
-			continue
-		}
-		rp.rev = rev
-	}
-	if ctx.Err() != nil {
-		return
-	}
-	live := pp.liveInstances(ctx, kv)
-	fair := (pp.o.Partitions + live - 1) / live
-	owned := pp.owned()
-	for len(owned) > fair {
-		part := owned[len(owned)-1]
-		owned = owned[:len(owned)-1]
-		rev := pp.get(part).rev
-		pp.stop(part)
-		c, cancel := op()
-		err := kv.Delete(c, leaseKey(part), jetstream.LastRevision(rev))
-		cancel()
-		pp.log.Info("partition given back for balance", "partition", part, "members", live, "err", err)
-	}
-	start := int(hashInstance(pp.o.Instance) % uint32(pp.o.Partitions))
-	for i := 0; i < pp.o.Partitions && len(owned) < fair; i++ {
-		part := (start + i) % pp.o.Partitions
-		if pp.get(part) != nil {
-			continue
-		}
-		c, cancel := op()
-		rev, err := kv.Create(c, leaseKey(part), []byte(pp.o.Instance))
-		cancel()
-		if err != nil {
-			if !errors.Is(err, jetstream.ErrKeyExists) {
-				roundErr = fmt.Errorf("take partition %d: %w", part, err)
-			}
-			continue
-		}
-		pp.begin(ctx, part, rev)
-		owned = append(owned, part)
-	}
-	pp.setErr(roundErr)
-}
-
 // leaseKey is the lease bucket key of partition part.
 func leaseKey(part int) string { return "owner." + strconv.Itoa(part) }
 
@@ -288,7 +249,7 @@ func (pp *Partitioned) liveInstances(ctx context.Context, kv jetstream.KeyValue)
 // begin starts a fresh projector for partition part: it reads the partition's
 // checkpoint from the store and starts with an empty cache, so nothing a
 // previous owner left behind is trusted.
-func (pp *Partitioned) begin(ctx context.Context, part int, rev uint64) {
+func (pp *Partitioned) begin(ctx context.Context, part int, rev uint64, sent time.Time) {
 	o := pp.o.Projector
 	o.Name = PartitionName(pp.o.Projector.Name, part)
 	o.FilterSubject = transport.PartitionFilter(part)
@@ -296,7 +257,7 @@ func (pp *Partitioned) begin(ctx context.Context, part int, rev uint64) {
 	o.Log = pp.log.With("partition", part)
 	pr := NewProjector(pp.nc, pp.js, pp.store, o)
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	rp := &runningPartition{pr: pr, rev: rev, cancel: cancel, done: make(chan struct{})}
+	rp := &runningPartition{pr: pr, rev: rev, renewed: sent, cancel: cancel, done: make(chan struct{})}
 	pp.mu.Lock()
 	pp.running[part] = rp
 	pp.mu.Unlock()
@@ -312,16 +273,44 @@ func (pp *Partitioned) begin(ctx context.Context, part int, rev uint64) {
 // stop ends partition part's projector and waits until it has finished its
 // batch in hand.
 func (pp *Partitioned) stop(part int) {
-	rp := pp.get(part)
+	if done := pp.release(part); done != nil {
+		<-done
+	}
+}
+
+// release tells partition part's projector to stop and returns at once,
+// with a channel closed once it has finished its batch in hand (nil when
+// part does not run here). The lease loop releases without waiting: a
+// projector that takes long to stop (its store or NATS does not answer)
+// must not hold up the renewal of the other leases. Until it has stopped,
+// part is not taken again here (stopping).
+func (pp *Partitioned) release(part int) <-chan struct{} {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	rp := pp.running[part]
 	if rp == nil {
-		return
+		return nil
 	}
 	rp.cancel()
-	<-rp.done
-	pp.deadDone.Add(rp.pr.DeadLettered())
-	pp.mu.Lock()
 	delete(pp.running, part)
-	pp.mu.Unlock()
+	pp.stopping[part] = rp
+	go func() {
+		<-rp.done
+		pp.deadDone.Add(rp.pr.DeadLettered())
+		pp.mu.Lock()
+		if pp.stopping[part] == rp {
+			delete(pp.stopping, part)
+		}
+		pp.mu.Unlock()
+	}()
+	return rp.done
+}
+
+// isStopping reports whether part's last projector here is still stopping.
+func (pp *Partitioned) isStopping(part int) bool {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	return pp.stopping[part] != nil
 }
 
 // stopAll stops every partition this instance runs, gives its leases back
@@ -339,6 +328,16 @@ func (pp *Partitioned) stopAll(kv jetstream.KeyValue) {
 	c, cancel := context.WithTimeout(context.Background(), leaseOpTimeout)
 	_ = kv.Delete(c, "member."+pp.o.Instance)
 	cancel()
+	// Projectors released before (a lapsed lease) finish their batch too.
+	pp.mu.Lock()
+	stopping := make([]*runningPartition, 0, len(pp.stopping))
+	for _, rp := range pp.stopping {
+		stopping = append(stopping, rp)
+	}
+	pp.mu.Unlock()
+	for _, rp := range stopping {
+		<-rp.done
+	}
 }
 
 // get returns partition part while this instance runs it, else nil.
@@ -425,6 +424,7 @@ func (pp *Partitioned) readProgress(ctx context.Context) {
 	}
 	pp.mu.Lock()
 	pp.ckpts, pp.lasts, pp.applied, pp.streamLast = ckpts, lasts, applied, streamLast
+	pp.progressAt = time.Now()
 	close(pp.advance)
 	pp.advance = make(chan struct{})
 	pp.mu.Unlock()

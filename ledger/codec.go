@@ -3,11 +3,7 @@ package ledger
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"strings"
-	"time"
 )
 
 // MaxBatch bounds the events of one batch (one HTTP request, one Publish call).
@@ -20,30 +16,88 @@ const MaxEventBytes = 8 << 10
 // twice (case-insensitively), bytes that are not UTF-8, nesting deeper than
 // MaxJSONDepth, a value of the wrong JSON type or trailing data is an error
 // naming the field. It does not validate the rules; call Validate.
+//
+// It reads the bytes once, without reflection, and accepts and refuses
+// exactly what the encoding/json decoder it replaces did, with the same
+// words: field names match case-insensitively (as encoding/json matched
+// them), and when several things are wrong the one reported is the one
+// that decoder reported. A valid event costs at most two allocations: one
+// for the text of all its strings, one for its optional numbers and times.
+// The strings of an event share that text: one kept for long (a map key)
+// keeps the whole text, about 100 bytes, alive; strings.Clone it if that
+// matters. It is safe for concurrent use.
 func DecodeEvent(data []byte) (Event, error) {
-	var e Event
 	if len(data) > MaxEventBytes {
-		return e, &FieldError{Field: "body", Value: fmt.Sprintf("%d bytes", len(data)), Rule: fmt.Sprintf("an event must be at most %d bytes", MaxEventBytes)}
+		return Event{}, sizeError(len(data))
 	}
-	if fe := scanObject(data); fe != nil {
-		return e, fe
+	d := eventDecoder{r: reader{data: data}}
+	d.decode()
+	if d.clean() && !d.trailing() {
+		return d.finish(), nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
-		if fe := badTime(data); fe != nil {
-			return e, fe
+	if err := d.explain(); err != nil {
+		return Event{}, err
+	}
+	return d.finish(), nil
+}
+
+// trailing reports whether anything but white space follows the value.
+func (d *eventDecoder) trailing() bool {
+	r := reader{data: d.r.data, i: d.r.i}
+	r.space()
+	return r.i < len(r.data)
+}
+
+// explain words the problem of a value that did not decode cleanly, ranked
+// as the decoder before did: a duplicate, nesting or UTF-8 problem found
+// by scanObject; then malformed JSON; then a time that does not parse;
+// then the first unknown member or value of the wrong type; then trailing
+// data. It returns nil when there is none.
+func (d *eventDecoder) explain() *FieldError {
+	if fe := scanObject(d.r.data); fe != nil {
+		return fe
+	}
+	if r := &d.r; r.failed {
+		if r.eof {
+			return &FieldError{Field: "body", Rule: "malformed JSON: unexpected end of input"}
 		}
-		return e, jsonError(0, err)
+		return &FieldError{Field: "body", Rule: fmt.Sprintf("malformed JSON at byte %d: %s", r.errAt+1, r.message())}
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return e, &FieldError{Field: "body", Rule: "must hold one JSON object and nothing after it"}
+	if d.abort != nil {
+		if fe := d.badTime(); fe != nil {
+			return fe
+		}
+		return timeError(d.abort)
 	}
-	return e, nil
+	if d.first.set {
+		return d.first.err()
+	}
+	if d.trailing() {
+		return &FieldError{Field: "body", Rule: "must hold one JSON object and nothing after it"}
+	}
+	return nil
+}
+
+// badTime names the first time member, in the order at, deliver_by,
+// ship_by, that does not parse, when the body is one object and nothing
+// else: the decoder before looked for it so, as encoding/json does not name
+// the member of a time that failed.
+func (d *eventDecoder) badTime() *FieldError {
+	if !d.object || d.trailing() {
+		return nil
+	}
+	for slot, f := range timeSlots {
+		if raw := d.badTimes[slot]; raw != nil {
+			return &FieldError{Field: eventFields[f].name, Value: quote(string(raw)), Rule: timeRule}
+		}
+	}
+	return nil
 }
 
 // DecodeEvents decodes a request body holding one event object or an array of
-// at most MaxBatch events, strictly as DecodeEvent does.
+// at most MaxBatch events, strictly as DecodeEvent does. Each event is read
+// once; a problem is worded, and its byte counted, as the encoding/json
+// decoder before it did.
 func DecodeEvents(data []byte) ([]Event, error) {
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 {
@@ -56,38 +110,24 @@ func DecodeEvents(data []byte) ([]Event, error) {
 		}
 		return []Event{e}, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if _, err := dec.Token(); err != nil {
-		return nil, jsonError(0, err)
-	}
-	var events []Event
-	for i := 0; dec.More(); i++ {
+	// Most events take more than 128 bytes: room for them all, mostly.
+	b := batchReader{data: trimmed, i: 1, events: make([]Event, 0, min(MaxBatch, len(trimmed)/128+1))}
+	for i := 0; ; i++ {
+		c, ok := b.peek()
+		if !ok || c == ']' || c == '}' {
+			break
+		}
 		if i == MaxBatch {
 			return nil, &FieldError{Field: "body", Value: fmt.Sprintf("more than %d events", MaxBatch), Rule: fmt.Sprintf("a batch holds at most %d events", MaxBatch)}
 		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, jsonError(i, err)
-		}
-		e, err := DecodeEvent(raw)
-		if err != nil {
-			for _, fe := range FieldErrors(err) {
-				fe.Index = i
-			}
+		if err := b.next(i); err != nil {
 			return nil, err
 		}
-		events = append(events, e)
 	}
-	if _, err := dec.Token(); err != nil {
-		return nil, jsonError(len(events), err)
+	if err := b.end(); err != nil {
+		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, &FieldError{Field: "body", Rule: "must hold one JSON array and nothing after it"}
-	}
-	if len(events) == 0 {
-		return nil, &FieldError{Field: "body", Value: "[]", Rule: "a batch holds at least one event"}
-	}
-	return events, nil
+	return b.events, nil
 }
 
 // EncodeEvent encodes an event as the JSON stored on the stream.
@@ -97,72 +137,4 @@ func EncodeEvent(e *Event) ([]byte, error) {
 		return nil, fmt.Errorf("encode event %s: %w", e.ID, err)
 	}
 	return data, nil
-}
-
-// jsonError turns a decoding error into a FieldError naming the field where
-// encoding/json tells it.
-func jsonError(index int, err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	var timeErr *time.ParseError
-	switch {
-	case errors.As(err, &typeErr):
-		field := typeErr.Field
-		if field == "" {
-			field = "body"
-		}
-		return &FieldError{Index: index, Field: field, Value: typeErr.Value, Rule: "must be a JSON " + jsonKind(typeErr.Type.String())}
-	case errors.As(err, &syntaxErr):
-		return &FieldError{Index: index, Field: "body", Rule: fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)}
-	case errors.As(err, &timeErr):
-		return &FieldError{Index: index, Field: "at", Value: quote(timeErr.Value), Rule: "must be an RFC 3339 time such as 2026-11-26T20:00:00+08:00"}
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return &FieldError{Index: index, Field: "body", Rule: "malformed JSON: unexpected end of input"}
-	}
-	// encoding/json has no typed error for unknown fields; its message is stable.
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		if name = strings.Trim(name, `"`); name == "" {
-			return &FieldError{Index: index, Field: `""`, Rule: "unknown field (an empty name)"}
-		}
-		return &FieldError{Index: index, Field: name, Rule: "unknown field"}
-	}
-	return &FieldError{Index: index, Field: "body", Rule: err.Error()}
-}
-
-// badTime finds a time field that does not hold an RFC 3339 string:
-// encoding/json does not name the field of a time.Time that failed.
-func badTime(data []byte) *FieldError {
-	var times struct {
-		At        json.RawMessage `json:"at"`
-		DeliverBy json.RawMessage `json:"deliver_by"`
-		ShipBy    json.RawMessage `json:"ship_by"`
-	}
-	if json.Unmarshal(data, &times) != nil {
-		return nil
-	}
-	for _, f := range []struct {
-		name string
-		raw  json.RawMessage
-	}{{"at", times.At}, {"deliver_by", times.DeliverBy}, {"ship_by", times.ShipBy}} {
-		if len(f.raw) == 0 || string(f.raw) == "null" {
-			continue
-		}
-		var t time.Time
-		if err := t.UnmarshalJSON(f.raw); err != nil {
-			return &FieldError{Field: f.name, Value: quote(string(f.raw)), Rule: "must be an RFC 3339 time such as 2026-11-26T20:00:00+08:00"}
-		}
-	}
-	return nil
-}
-
-func jsonKind(goType string) string {
-	switch {
-	case strings.Contains(goType, "int"):
-		return "whole number"
-	case goType == "string" || strings.HasSuffix(goType, "ledger.Type") || strings.HasSuffix(goType, "ledger.SalesForm"):
-		return "string"
-	case strings.Contains(goType, "Time"):
-		return "RFC 3339 string"
-	}
-	return "value of type " + goType
 }

@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode"
@@ -10,16 +9,18 @@ import (
 
 // MaxJSONDepth bounds the nesting of an event's JSON. An event is a flat
 // object whose values are scalars; the bound leaves room for the type errors
-// of encoding/json to name a field that holds an object or array, and refuses
-// deep nesting before encoding/json walks it.
+// to name a field that holds an object or array, and refuses deep nesting
+// early.
 const MaxJSONDepth = 4
 
-// scanObject checks what encoding/json lets through silently: a key given
-// twice (encoding/json keeps the last, and it matches keys case-insensitively,
+// scanObject checks what encoding/json let through silently: a key given
+// twice (encoding/json kept the last, and it matches keys case-insensitively,
 // so "qty" and "QTY" are the same field to it), bytes that are not UTF-8 (it
-// replaces them with U+FFFD), and nesting deeper than MaxJSONDepth. It
+// replaced them with U+FFFD), and nesting deeper than MaxJSONDepth. It
 // returns nil for anything that is not a JSON object, or is malformed: the
-// decoder reports those.
+// decoder reports those. DecodeEvent finds these problems as it reads, and
+// calls scanObject only to word a problem as the decoder before it did:
+// this loose scan stops where it stopped, so it ranks problems the same.
 func scanObject(data []byte) *FieldError {
 	s := scanner{data: data}
 	s.space()
@@ -38,8 +39,10 @@ func scanObject(data []byte) *FieldError {
 			return nil
 		}
 		key, ok := plainKey(raw)
-		if !ok && json.Unmarshal(raw, &key) != nil {
-			return nil
+		if !ok {
+			if key, ok = unquote(raw); !ok {
+				return nil
+			}
 		}
 		if !utf8.Valid(raw) {
 			return &FieldError{Field: "body", Value: quote(string(raw)), Rule: "a field name must be valid UTF-8"}
@@ -84,7 +87,7 @@ func scanObject(data []byte) *FieldError {
 
 // plainKey returns the key a quoted JSON string holds when it is printable
 // ASCII without escapes, as every key of a well-formed event is: then it is
-// the bytes between the quotes. Other keys go through encoding/json.
+// the bytes between the quotes. Other keys go through unquote.
 func plainKey(raw []byte) (string, bool) {
 	inner := raw[1 : len(raw)-1]
 	for _, c := range inner {

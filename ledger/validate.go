@@ -3,8 +3,6 @@ package ledger
 import (
 	"errors"
 	"fmt"
-	"regexp"
-	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -40,11 +38,6 @@ const (
 var (
 	MinAt = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	MaxAt = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
-)
-
-var (
-	namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	idPattern   = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
 )
 
 // ErrInvalidEvent is matched (errors.Is) by every validation error.
@@ -166,19 +159,18 @@ func (e *Event) validate(index int, ids idRule) error {
 	p := &problems{index: index, ids: ids}
 	if e.ID == "" {
 		p.add("id", "", "required")
-	} else if u, err := uuid.Parse(e.ID); err != nil || len(e.ID) != 36 || u.String() != strings.ToLower(e.ID) {
+	} else if !isUUID(e.ID) {
 		p.add("id", quote(e.ID), "must be a UUID in its 36-character form")
 	}
 	checkName(p, "shop", e.Shop)
 	checkName(p, "sku", e.SKU)
 	checkTime(p, "at", e.At)
-	check, known := typeChecks[e.Type]
 	switch {
-	case known:
-		check(p, e)
-		for _, f := range e.presentFields() {
-			if !slices.Contains(fieldsByType[e.Type], f) {
-				p.add(f, "", fmt.Sprintf("not a field of a %s event", e.Type))
+	case checkType(p, e):
+		present, allowed := e.presentFields(), fieldsOf(e.Type)
+		for f := fTitle; f < numFields; f++ {
+			if present&^allowed&(1<<f) != 0 {
+				p.add(eventFields[f].name, "", fmt.Sprintf("not a field of a %s event", e.Type))
 			}
 		}
 	case e.Type == "":
@@ -189,50 +181,62 @@ func (e *Event) validate(index int, ids idRule) error {
 	return errors.Join(p.errs...)
 }
 
-// typeChecks holds the rules of each type's own fields.
-var typeChecks = map[Type]func(*problems, *Event){
-	Listing:   checkListing,
-	Delisting: func(*problems, *Event) {},
-	StockSet:  func(p *problems, e *Event) { checkQty(p, "stock", e.Stock, 0) },
-	SafetyStockSet: func(p *problems, e *Event) {
+// checkType checks the rules of the event type's own fields, and reports
+// false for a type that is not one of Types. A switch rather than a table:
+// it costs no map lookup and lets p stay on the stack.
+func checkType(p *problems, e *Event) bool {
+	switch e.Type {
+	case Listing:
+		checkListing(p, e)
+	case Delisting:
+	case StockSet:
+		checkQty(p, "stock", e.Stock, 0)
+	case SafetyStockSet:
 		checkQty(p, "qty", e.Qty, 0)
-	},
-	Restock: func(p *problems, e *Event) {
+	case Restock:
 		checkQty(p, "qty", e.Qty, 1)
 		checkID(p, "receipt_id", e.ReceiptID, false)
-	},
-	Sale: func(p *problems, e *Event) {
+	case Sale:
+		checkSale(p, e)
+	case Cancel:
+		checkPart(p, e, "refund_id", e.RefundID, "a refund")
+	case Shipment:
+		checkPart(p, e, "waybill", e.Waybill, "a package")
+	case Return:
+		checkReturn(p, e)
+	case PromiseChanged:
 		checkID(p, "order_id", e.OrderID, true)
-		checkQty(p, "qty", e.Qty, 1)
-		checkPositive(p, "unit_price_fen", e.UnitPriceFen, MaxPriceFen)
-		p.checkFreeID("live_id", e.LiveID, false)
-		checkID(p, "parent_order_id", e.ParentOrderID, false)
-		checkOptionalTime(p, "ship_by", e.ShipBy)
-	},
-	Cancel:   func(p *problems, e *Event) { checkPart(p, e, "refund_id", e.RefundID, "a refund") },
-	Shipment: func(p *problems, e *Event) { checkPart(p, e, "waybill", e.Waybill, "a package") },
-	Return:   checkReturn,
-	PromiseChanged: func(p *problems, e *Event) {
-		checkID(p, "order_id", e.OrderID, true)
-		if e.ShipBy == nil {
-			p.add("ship_by", "", "required: the RFC 3339 time the platform now promises shipment by")
-		} else {
-			checkTime(p, "ship_by", *e.ShipBy)
-		}
-	},
-	Recount: func(p *problems, e *Event) {
+		checkRequiredTime(p, "ship_by", e.ShipBy, "required: the RFC 3339 time the platform now promises shipment by")
+	case Recount:
 		checkQty(p, "counted", e.Counted, 0)
 		checkText(p, "counted_by", e.CountedBy, false)
-	},
-	CapacityConfirmed: func(p *problems, e *Event) {
+	case CapacityConfirmed:
 		p.checkFreeID("supplier", e.Supplier, true)
 		checkQty(p, "qty", e.Qty, 0)
-		if e.DeliverBy == nil {
-			p.add("deliver_by", "", "required: RFC 3339 time the supplier delivers by")
-		} else {
-			checkTime(p, "deliver_by", *e.DeliverBy)
-		}
-	},
+		checkRequiredTime(p, "deliver_by", e.DeliverBy, "required: RFC 3339 time the supplier delivers by")
+	default:
+		return false
+	}
+	return true
+}
+
+func checkSale(p *problems, e *Event) {
+	checkID(p, "order_id", e.OrderID, true)
+	checkQty(p, "qty", e.Qty, 1)
+	checkPositive(p, "unit_price_fen", e.UnitPriceFen, MaxPriceFen)
+	p.checkFreeID("live_id", e.LiveID, false)
+	checkID(p, "parent_order_id", e.ParentOrderID, false)
+	checkOptionalTime(p, "ship_by", e.ShipBy)
+}
+
+// checkRequiredTime checks a time field that must be present; missing is
+// the rule for an absent one.
+func checkRequiredTime(p *problems, field string, t *time.Time, missing string) {
+	if t == nil {
+		p.add(field, "", missing)
+		return
+	}
+	checkTime(p, field, *t)
 }
 
 func checkListing(p *problems, e *Event) {
@@ -292,49 +296,66 @@ func checkReturn(p *problems, e *Event) {
 	}
 }
 
-// fieldsByType lists the type-specific fields each type takes.
-var fieldsByType = map[Type][]string{
-	Listing:           {"title", "price_fen", "stock", "sales_form", "ship_within_hours", "ship_within_days"},
-	StockSet:          {"stock"},
-	SafetyStockSet:    {"qty"},
-	Restock:           {"qty", "receipt_id"},
-	Sale:              {"order_id", "qty", "unit_price_fen", "live_id", "parent_order_id", "ship_by"},
-	Cancel:            {"order_id", "qty", "refund_id"},
-	Shipment:          {"order_id", "qty", "waybill"},
-	Return:            {"order_id", "qty", "return_id", "restocked"},
-	PromiseChanged:    {"order_id", "ship_by"},
-	Recount:           {"counted", "counted_by"},
-	CapacityConfirmed: {"supplier", "qty", "deliver_by"},
+// fieldsOf returns the type-specific fields type t takes, as bits of
+// eventFields.
+func fieldsOf(t Type) uint32 {
+	switch t {
+	case Listing:
+		return 1<<fTitle | 1<<fPriceFen | 1<<fStock | 1<<fSalesForm | 1<<fShipWithinHours | 1<<fShipWithinDays
+	case StockSet:
+		return 1 << fStock
+	case SafetyStockSet:
+		return 1 << fQty
+	case Restock:
+		return 1<<fQty | 1<<fReceiptID
+	case Sale:
+		return 1<<fOrderID | 1<<fQty | 1<<fUnitPriceFen | 1<<fLiveID | 1<<fParentOrderID | 1<<fShipBy
+	case Cancel:
+		return 1<<fOrderID | 1<<fQty | 1<<fRefundID
+	case Shipment:
+		return 1<<fOrderID | 1<<fQty | 1<<fWaybill
+	case Return:
+		return 1<<fOrderID | 1<<fQty | 1<<fReturnID | 1<<fRestocked
+	case PromiseChanged:
+		return 1<<fOrderID | 1<<fShipBy
+	case Recount:
+		return 1<<fCounted | 1<<fCountedBy
+	case CapacityConfirmed:
+		return 1<<fSupplier | 1<<fQty | 1<<fDeliverBy
+	}
+	return 0
 }
 
-func (e *Event) presentFields() []string {
-	var fs []string
-	add := func(present bool, name string) {
+// presentFields returns the type-specific fields the event holds (a
+// non-zero value), as bits of eventFields.
+func (e *Event) presentFields() uint32 {
+	var fs uint32
+	add := func(present bool, f int) {
 		if present {
-			fs = append(fs, name)
+			fs |= 1 << f
 		}
 	}
-	add(e.Title != "", "title")
-	add(e.PriceFen != 0, "price_fen")
-	add(e.SalesForm != "", "sales_form")
-	add(e.ShipWithinHours != 0, "ship_within_hours")
-	add(e.ShipWithinDays != 0, "ship_within_days")
-	add(e.Stock != nil, "stock")
-	add(e.OrderID != "", "order_id")
-	add(e.ParentOrderID != "", "parent_order_id")
-	add(e.UnitPriceFen != 0, "unit_price_fen")
-	add(e.LiveID != "", "live_id")
-	add(e.ShipBy != nil, "ship_by")
-	add(e.Qty != nil, "qty")
-	add(e.RefundID != "", "refund_id")
-	add(e.Waybill != "", "waybill")
-	add(e.ReturnID != "", "return_id")
-	add(e.ReceiptID != "", "receipt_id")
-	add(e.Restocked != nil, "restocked")
-	add(e.Counted != nil, "counted")
-	add(e.CountedBy != "", "counted_by")
-	add(e.Supplier != "", "supplier")
-	add(e.DeliverBy != nil, "deliver_by")
+	add(e.Title != "", fTitle)
+	add(e.PriceFen != 0, fPriceFen)
+	add(e.SalesForm != "", fSalesForm)
+	add(e.ShipWithinHours != 0, fShipWithinHours)
+	add(e.ShipWithinDays != 0, fShipWithinDays)
+	add(e.Stock != nil, fStock)
+	add(e.OrderID != "", fOrderID)
+	add(e.ParentOrderID != "", fParentOrderID)
+	add(e.UnitPriceFen != 0, fUnitPriceFen)
+	add(e.LiveID != "", fLiveID)
+	add(e.ShipBy != nil, fShipBy)
+	add(e.Qty != nil, fQty)
+	add(e.RefundID != "", fRefundID)
+	add(e.Waybill != "", fWaybill)
+	add(e.ReturnID != "", fReturnID)
+	add(e.ReceiptID != "", fReceiptID)
+	add(e.Restocked != nil, fRestocked)
+	add(e.Counted != nil, fCounted)
+	add(e.CountedBy != "", fCountedBy)
+	add(e.Supplier != "", fSupplier)
+	add(e.DeliverBy != nil, fDeliverBy)
 	return fs
 }
 
@@ -350,7 +371,7 @@ func checkName(p *problems, field, v string) {
 	switch {
 	case v == "":
 		p.add(field, "", "required")
-	case !namePattern.MatchString(v):
+	case !matches(v, MaxNameLen, isNameByte):
 		p.add(field, quote(v), fmt.Sprintf("must match ^[A-Za-z0-9_-]{1,%d}$ (it becomes a NATS subject token)", MaxNameLen))
 	}
 }
@@ -361,9 +382,52 @@ func checkID(p *problems, field, v string, required bool) {
 	switch {
 	case v == "" && required:
 		p.add(field, "", "required")
-	case v != "" && !idPattern.MatchString(v):
+	case v != "" && !matches(v, MaxIDLen, isIDByte):
 		p.add(field, quote(v), fmt.Sprintf("must match ^[A-Za-z0-9_.:-]{1,%d}$", MaxIDLen))
 	}
+}
+
+// matches reports whether v is 1 to max bytes, each one ok: the pattern
+// ^[ok bytes]{1,max}$ without a regular expression.
+func matches(v string, max int, ok func(byte) bool) bool {
+	if len(v) == 0 || len(v) > max {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if !ok(v[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isNameByte is [A-Za-z0-9_-], the bytes of shop and sku.
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// isIDByte is [A-Za-z0-9_.:-], the bytes of an id.
+func isIDByte(c byte) bool { return isNameByte(c) || c == '.' || c == ':' }
+
+// isUUID reports whether id is a UUID in its 36-character form, hex digits
+// in either case: what uuid.Parse accepts at that length.
+func isUUID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch i {
+		case 8, 13, 18, 23:
+			if id[i] != '-' {
+				return false
+			}
+		default:
+			if !isHex(id[i]) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // checkFreeID checks supplier and live_id: ids, or free text for a stored

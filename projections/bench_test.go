@@ -137,3 +137,42 @@ func BenchmarkPostgresCommit(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkPostgresLoadSKUs reads benchSKUs committed SKUs back, as a
+// projector starting on an existing read model does: one LoadSKU each
+// (the projector's way until LoadSKUs) or one LoadSKUs for all. skus/s is
+// SKUs read per second.
+func BenchmarkPostgresLoadSKUs(b *testing.B) {
+	url, schema := pgtest.Open(b)
+	store, err := projections.OpenPostgres(b.Context(), url, projections.PostgresOptions{Schema: schema})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(store.Close)
+	skus := benchListed(b)
+	if err := projections.Commit(b.Context(), store, &projections.Batch{Projector: "bench", LastSeq: 1, SKUs: skus}); err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]projections.SKUKey, len(skus))
+	for i, s := range skus {
+		keys[i] = projections.SKUKey{Shop: s.Shop, SKU: s.SKU}
+	}
+	b.Run("one-by-one", func(b *testing.B) {
+		for range b.N {
+			for _, k := range keys {
+				if s, err := store.LoadSKU(b.Context(), k.Shop, k.SKU); err != nil || s == nil {
+					b.Fatalf("LoadSKU(%v) = %v, %v", k, s, err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.N*len(keys))/b.Elapsed().Seconds(), "skus/s")
+	})
+	b.Run("at-once", func(b *testing.B) {
+		for range b.N {
+			if got, err := store.LoadSKUs(b.Context(), keys); err != nil || len(got) != len(keys) {
+				b.Fatalf("LoadSKUs: %d of %d, %v", len(got), len(keys), err)
+			}
+		}
+		b.ReportMetric(float64(b.N*len(keys))/b.Elapsed().Seconds(), "skus/s")
+	})
+}

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"stockledger/ledger"
@@ -11,6 +12,9 @@ import (
 func (s *SKU) line(orderID string) *Line {
 	l, ok := s.Lines[orderID]
 	if !ok {
+		// A decoded event's strings share one allocation: a copy keeps
+		// the held line from holding the whole event.
+		orderID = strings.Clone(orderID)
 		l = &Line{OrderID: orderID}
 		s.Lines[orderID] = l
 		s.fresh[orderID] = struct{}{}
@@ -59,7 +63,7 @@ func (s *SKU) sale(seq uint64, e *ledger.Event, changes []Alert) []Alert {
 		shipBy = due
 	}
 	qty := ledger.Value(e.Qty)
-	l.ParentOrderID, l.Qty, l.UnitPriceFen, l.SalesForm = e.ParentOrderID, qty, e.UnitPriceFen, form
+	l.ParentOrderID, l.Qty, l.UnitPriceFen, l.SalesForm = strings.Clone(e.ParentOrderID), qty, e.UnitPriceFen, form
 	l.SoldAt, l.ShipBy, l.Seq = e.At.UTC(), shipBy.UTC(), seq
 	// The sale's own promise holds the slot from its at; no id is kept:
 	// a promise change at the same instant comes later in the stream and
@@ -68,7 +72,7 @@ func (s *SKU) sale(seq uint64, e *ledger.Event, changes []Alert) []Alert {
 	s.touch(l)
 	s.Pace.add(e.At, qty)
 	if e.LiveID != "" {
-		s.LiveID = e.LiveID
+		s.LiveID = strings.Clone(e.LiveID)
 	}
 	s.Listed = max(0, s.Listed-qty) // the platform's figure never goes below zero
 	o := s.open(form)

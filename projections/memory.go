@@ -63,9 +63,28 @@ func (m *MemoryStore) Checkpoint(_ context.Context, projector string) (uint64, e
 func (m *MemoryStore) LoadSKU(_ context.Context, shop, sku string) (*SKU, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	rec, ok := m.skus[SKUKey{shop, sku}]
+	return m.loadSKU(SKUKey{shop, sku}), nil
+}
+
+// LoadSKUs implements Writer.
+func (m *MemoryStore) LoadSKUs(_ context.Context, keys []SKUKey) (map[SKUKey]*SKU, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[SKUKey]*SKU, len(keys))
+	for _, k := range keys {
+		if s := m.loadSKU(k); s != nil {
+			out[k] = s
+		}
+	}
+	return out, nil
+}
+
+// loadSKU returns a copy of SKU k's state as committed, nil when unknown.
+// Caller holds m.mu.
+func (m *MemoryStore) loadSKU(k SKUKey) *SKU {
+	rec, ok := m.skus[k]
 	if !ok {
-		return nil, nil
+		return nil
 	}
 	s := rec.state.clone()
 	s.Lines = make(map[string]*Line)
@@ -80,7 +99,7 @@ func (m *MemoryStore) LoadSKU(_ context.Context, shop, sku string) (*SKU, error)
 		s.Alerts[alertKey(a.Kind, a.OrderID)] = &a
 	}
 	s.Restore()
-	return s, nil
+	return s
 }
 
 // KnownLines implements Writer.
@@ -251,19 +270,14 @@ func (m *MemoryStore) ShopHealth(_ context.Context, shop string, now time.Time) 
 func (m *MemoryStore) PendingSync(_ context.Context, limit int) ([]OutboxSync, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	n := max(0, min(limit, len(m.syncOutbox)))
-	return slices.Clone(m.syncOutbox[:n]), nil
+	return firstOf(m.syncOutbox, limit), nil
 }
 
 // DeletePendingSync implements Outbox.
 func (m *MemoryStore) DeletePendingSync(_ context.Context, upTo int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	i := 0
-	for i < len(m.syncOutbox) && m.syncOutbox[i].ID <= upTo {
-		i++
-	}
-	m.syncOutbox = slices.Delete(m.syncOutbox, 0, i)
+	m.syncOutbox = dropUpTo(m.syncOutbox, upTo, func(e OutboxSync) int64 { return e.ID })
 	return nil
 }
 
@@ -344,20 +358,30 @@ func SortAlerts(as []Alert) {
 func (m *MemoryStore) PendingAlerts(_ context.Context, limit int) ([]OutboxAlert, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	n := max(0, min(limit, len(m.outbox)))
-	return slices.Clone(m.outbox[:n]), nil
+	return firstOf(m.outbox, limit), nil
 }
 
 // DeletePendingAlerts implements Outbox.
 func (m *MemoryStore) DeletePendingAlerts(_ context.Context, upTo int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.outbox = dropUpTo(m.outbox, upTo, func(e OutboxAlert) int64 { return e.ID })
+	return nil
+}
+
+// firstOf returns a copy of the first limit entries of an outbox queue.
+func firstOf[T any](q []T, limit int) []T {
+	return slices.Clone(q[:max(0, min(limit, len(q)))])
+}
+
+// dropUpTo removes the entries of an outbox queue, oldest first, whose id
+// is at most upTo.
+func dropUpTo[T any](q []T, upTo int64, id func(T) int64) []T {
 	i := 0
-	for i < len(m.outbox) && m.outbox[i].ID <= upTo {
+	for i < len(q) && id(q[i]) <= upTo {
 		i++
 	}
-	m.outbox = slices.Delete(m.outbox, 0, i)
-	return nil
+	return slices.Delete(q, 0, i)
 }
 
 // Ping implements Reader; memory always answers.

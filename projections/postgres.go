@@ -226,66 +226,7 @@ func (p *PostgresStore) Checkpoint(ctx context.Context, projector string) (uint6
 	return seq, nil
 }
 
-const (
-	sqlSKUState = `SELECT state FROM skus WHERE shop = $1 AND sku = $2`
-
-	sqlAlertColumns = `id, kind, shop, sku, order_id, state, raised_at, resolved_at, message, units_short, exposure_fen, seq, updated_seq, rev`
-	sqlSKUAlerts    = `SELECT ` + sqlAlertColumns + ` FROM alerts WHERE shop = $1 AND sku = $2 AND state = 'open'`
-)
-
-// LoadSKU implements Writer. It reads the SKU, its held lines and its open alerts
-// in one repeatable-read transaction, so that they come from one commit.
-func (p *PostgresStore) LoadSKU(ctx context.Context, shop, sku string) (*SKU, error) {
-	var s *SKU
-	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(sqlSKUState, shop, sku).QueryRow(func(row pgx.Row) error {
-			var state []byte
-			if err := row.Scan(&state); err != nil {
-				if errors.Is(err, pgx.ErrNoRows) {
-					return nil
-				}
-				return err
-			}
-			s = &SKU{}
-			if err := json.Unmarshal(state, s); err != nil {
-				return fmt.Errorf("decode state: %w", err)
-			}
-			return nil
-		})
-		b.Queue(sqlHeldLines, shop, sku).Query(func(rows pgx.Rows) error {
-			lines, err := pgx.CollectRows(rows, scanLine)
-			if err != nil || s == nil {
-				return err
-			}
-			s.Lines = make(map[string]*Line, len(lines))
-			for _, l := range lines {
-				s.Lines[l.OrderID] = l
-			}
-			return nil
-		})
-		b.Queue(sqlSKUAlerts, shop, sku).Query(func(rows pgx.Rows) error {
-			alerts, err := pgx.CollectRows(rows, scanAlert)
-			if err != nil || s == nil {
-				return err
-			}
-			s.Alerts = make(map[string]*Alert, len(alerts))
-			for _, a := range alerts {
-				s.Alerts[alertKey(a.Kind, a.OrderID)] = &a
-			}
-			return nil
-		})
-		return tx.SendBatch(ctx, b).Close()
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load sku %s/%s: %w", shop, sku, err)
-	}
-	if s == nil {
-		return nil, nil
-	}
-	s.Restore()
-	return s, nil
-}
+const sqlAlertColumns = `id, kind, shop, sku, order_id, state, raised_at, resolved_at, message, units_short, exposure_fen, seq, updated_seq, rev`
 
 const (
 	// sqlCheckpointMove moves an existing checkpoint from $3 to $2.

@@ -53,9 +53,6 @@ const (
 		shipped, cancelled, returned, late, closed_at, book`
 	sqlLineColumnsOf = `l.order_id, l.parent_order_id, l.qty, l.unit_price_fen, l.sales_form, l.sold_at, l.ship_by, l.seq,
 		l.shipped, l.cancelled, l.returned, l.late, l.closed_at, l.book`
-	// sqlHeldLines reads the lines the fold keeps in memory (SKU.Lines):
-	// early and open ones. Closed ones are read on demand (KnownLines).
-	sqlHeldLines = `SELECT ` + sqlLineColumns + ` FROM lines WHERE shop = $1 AND sku = $2 AND state <> 'closed'`
 	// sqlKnownLines reads the lines named by three parallel arrays.
 	sqlKnownLines = `SELECT l.shop, l.sku, ` + sqlLineColumnsOf + ` FROM lines l
 		JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(shop, sku, order_id)

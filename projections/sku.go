@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"stockledger/ledger"
@@ -112,7 +113,7 @@ type SKU struct {
 
 // NewSKU returns the empty state of a SKU never seen.
 func NewSKU(shop, sku string) *SKU {
-	s := &SKU{Shop: shop, SKU: sku, Status: StatusUnlisted}
+	s := &SKU{Shop: strings.Clone(shop), SKU: strings.Clone(sku), Status: StatusUnlisted}
 	s.Restore()
 	return s
 }
@@ -275,7 +276,7 @@ func (s *SKU) setting(seq uint64, e *ledger.Event) {
 			if e.SalesForm == ledger.Spot && !s.OnHandSet {
 				s.OnHand, s.OnHandSet = ledger.Value(e.Stock), true
 			}
-			s.Status, s.Title, s.PriceFen = StatusListed, e.Title, e.PriceFen
+			s.Status, s.Title, s.PriceFen = StatusListed, strings.Clone(e.Title), e.PriceFen
 			s.SalesForm, s.ShipWithinHours, s.ShipWithinDays = e.SalesForm, e.ShipWithinHours, e.ShipWithinDays
 		}
 		if s.ListedSlot.wins(e.ID, e.At) {

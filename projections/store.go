@@ -141,6 +141,9 @@ type Writer interface {
 	// alerts and the lines the fold keeps in memory (open and early ones;
 	// see SKU.Lines), or nil and no error when the SKU is unknown.
 	LoadSKU(ctx context.Context, shop, sku string) (*SKU, error)
+	// LoadSKUs is LoadSKU for many SKUs at once, read from one commit: the
+	// states of the keys the store holds (unknown ones are left out).
+	LoadSKUs(ctx context.Context, keys []SKUKey) (map[SKUKey]*SKU, error)
 	// LoadShop returns a shop's health as last committed, with its open
 	// fulfilment_risk alert, or nil and no error for a shop never seen.
 	LoadShop(ctx context.Context, shop string) (*Shop, error)

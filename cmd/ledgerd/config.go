@@ -72,6 +72,17 @@ type config struct {
 	Partitions int
 	Instance   string
 	LeaseTTL   time.Duration
+	// HealthMaxLag: /healthz is degraded while the projection, or one of
+	// its partitions, is more events behind its stream.
+	HealthMaxLag int64
+}
+
+// healthMaxLag is HealthMaxLag, DefaultHealthMaxLag when zero.
+func (c config) healthMaxLag() uint64 {
+	if c.HealthMaxLag <= 0 {
+		return DefaultHealthMaxLag
+	}
+	return uint64(c.HealthMaxLag)
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -103,6 +114,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.Partitions, "partitions", int(envInt(getenv, "LEDGER_PARTITIONS", 1)), "partitions of the event stream by shop; 1 folds the whole stream in this process (LEDGER_PARTITIONS)")
 	fs.StringVar(&c.Instance, "instance", env("LEDGER_INSTANCE", defaultInstance()), "name of this instance among those sharing the partitions (LEDGER_INSTANCE)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", envDuration(getenv, "LEDGER_LEASE_TTL", consumers.DefaultLeaseTTL), "how long a dead instance keeps its partitions before another takes them (LEDGER_LEASE_TTL)")
+	fs.Int64Var(&c.HealthMaxLag, "health-max-lag", envInt(getenv, "LEDGER_HEALTH_MAX_LAG", DefaultHealthMaxLag), "/healthz is degraded while the projection or a partition is more events behind the stream (LEDGER_HEALTH_MAX_LAG)")
 	fs.StringVar(&level, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (LEDGER_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err

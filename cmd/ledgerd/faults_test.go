@@ -216,6 +216,12 @@ func TestPostgresFaults(t *testing.T) {
 		pg.stop(t)
 		stops++
 		h := waitHealth(t, base, http.StatusServiceUnavailable)
+		// The store is probed in the background (every healthProbeEvery):
+		// the projector's failure may show first.
+		for deadline := time.Now().Add(10 * time.Second); h.Store == "ok" && time.Now().Before(deadline); {
+			waitFor(50 * time.Millisecond)
+			h = waitHealth(t, base, http.StatusServiceUnavailable)
+		}
 		if h.Store == "ok" {
 			t.Errorf("/healthz degraded but store %q while Postgres is down", h.Store)
 		}

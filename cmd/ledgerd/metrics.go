@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -84,10 +83,14 @@ func (m *metrics) hooks() consumers.Hooks {
 	}
 }
 
-// registerState adds the figures read at scrape time: projector lag and the
-// open alerts by kind with their exposure.
-func (m *metrics) registerState(js jetstream.JetStream, p projection, store projections.Reader, log *slog.Logger) {
-	m.reg.MustRegister(&stateCollector{js: js, projector: p, store: store, log: log,
+// registerState adds the figures read at scrape time: projector lag, the
+// open alerts by kind with their exposure and, with partitions (parts not
+// nil), each partition's owner and lag.
+func (m *metrics) registerState(probes *probeCache, p projection, parts partitionStates, store projections.Reader, log *slog.Logger) {
+	if parts != nil {
+		m.reg.MustRegister(newPartitionCollector(parts))
+	}
+	m.reg.MustRegister(&stateCollector{probes: probes, projector: p, store: store, log: log,
 		lag:        prometheus.NewDesc("ledger_projector_lag_events", "Event stream last sequence minus the sequence the projector applied.", nil, nil),
 		appliedSeq: prometheus.NewDesc("ledger_projector_applied_seq", "Last event stream sequence the projector committed.", nil, nil),
 		heldSKUs:   prometheus.NewDesc("ledger_projector_skus_held", "SKU states the projector holds in memory.", nil, nil),
@@ -98,7 +101,7 @@ func (m *metrics) registerState(js jetstream.JetStream, p projection, store proj
 }
 
 type stateCollector struct {
-	js                              jetstream.JetStream
+	probes                          *probeCache // the event stream's last sequence, from /healthz's probe
 	projector                       projection
 	store                           projections.Reader
 	log                             *slog.Logger
@@ -125,9 +128,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	skus, orders := c.projector.Held()
 	ch <- prometheus.MustNewConstMetric(c.heldSKUs, prometheus.GaugeValue, float64(skus))
 	ch <- prometheus.MustNewConstMetric(c.heldOrders, prometheus.GaugeValue, float64(orders))
-	if st, err := c.js.Stream(ctx, transport.EventStream); err == nil {
-		last := st.CachedInfo().State.LastSeq
-		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(last-min(last, applied)))
+	// The stream's last sequence from the background probe: a scrape
+	// makes no NATS request, and while NATS elects a leader the lag is
+	// left out rather than waited for.
+	if p := c.probes.cached(); p.natsErr == nil && !p.natsAt.IsZero() && time.Since(p.natsAt) <= healthStaleAfter {
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(p.streamLast-min(p.streamLast, applied)))
 	}
 	totals, err := c.store.OpenAlertTotals(ctx)
 	if err != nil {
@@ -137,6 +142,55 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, k := range projections.AlertKinds {
 		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(totals[k].Open), string(k))
 		ch <- prometheus.MustNewConstMetric(c.exposure, prometheus.GaugeValue, float64(totals[k].ExposureFen), string(k))
+	}
+}
+
+// partitionCollector reports each partition from what the process holds in
+// memory (consumers.Partitioned.States): no request at scrape time.
+type partitionCollector struct {
+	parts                                 partitionStates
+	lag, checkpoint, live, owner, running *prometheus.Desc
+}
+
+func newPartitionCollector(parts partitionStates) *partitionCollector {
+	part := []string{"partition"}
+	return &partitionCollector{parts: parts,
+		lag:        prometheus.NewDesc("ledger_partition_lag_events", "Events of the partition in the stream past its checkpoint, as of the last progress read.", part, nil),
+		checkpoint: prometheus.NewDesc("ledger_partition_checkpoint_seq", "Last stream sequence committed for the partition.", part, nil),
+		live:       prometheus.NewDesc("ledger_partition_owner_live", "1 while some instance holds a live lease of the partition, else 0.", part, nil),
+		owner:      prometheus.NewDesc("ledger_partition_owner", "1 for the instance holding the partition's lease (label owner).", []string{"partition", "owner"}, nil),
+		running: prometheus.NewDesc("ledger_partition_projector_up",
+			"For this instance's partitions: 1 while its projector works, 0 while it restarts.", part, nil),
+	}
+}
+
+// Describe sends the descriptions of the partition figures.
+func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.lag, c.checkpoint, c.live, c.owner, c.running} {
+		ch <- d
+	}
+}
+
+// Collect reports every partition.
+func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
+	states, _ := c.parts.States(time.Now())
+	for _, st := range states {
+		p := strconv.Itoa(st.Partition)
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(st.Lag), p)
+		ch <- prometheus.MustNewConstMetric(c.checkpoint, prometheus.GaugeValue, float64(st.Checkpoint), p)
+		live := 0.0
+		if st.Owner != "" {
+			live = 1
+			ch <- prometheus.MustNewConstMetric(c.owner, prometheus.GaugeValue, 1, p, st.Owner)
+		}
+		ch <- prometheus.MustNewConstMetric(c.live, prometheus.GaugeValue, live, p)
+		if st.Mine {
+			up := 1.0
+			if st.ProjectorErr != nil {
+				up = 0
+			}
+			ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, up, p)
+		}
 	}
 }
 

@@ -89,6 +89,10 @@ func (c config) checkCluster() error {
 	if err := checkDuration("LEDGER_LEASE_TTL", c.LeaseTTL, leaseTTLMin, leaseTTLMax); err != nil {
 		return err
 	}
+	// Not a cluster setting, but checked with them to keep parseConfig short.
+	if c.HealthMaxLag < 0 || c.HealthMaxLag > healthMaxLagMax {
+		return fmt.Errorf("LEDGER_HEALTH_MAX_LAG %d: must be from 1 to %d events (0 takes the default, %d)", c.HealthMaxLag, healthMaxLagMax, DefaultHealthMaxLag)
+	}
 	return nil
 }
 
@@ -131,6 +135,15 @@ func (s *service) projection() projection {
 		return s.group
 	}
 	return s.projector
+}
+
+// partitionStates returns the partitioned group's states for /healthz and
+// the metrics; nil (no interface holding a nil pointer) without partitions.
+func (s *service) partitionStates() partitionStates {
+	if s.group == nil {
+		return nil
+	}
+	return s.group
 }
 
 // runProjection runs the single projector, or this instance's member of

@@ -28,19 +28,29 @@ func readModelError(err error) error { return fmt.Errorf("read model: %w", err) 
 // Ledger-Applied-Seq are one sequence, read before the store read: every
 // event at or below it is reflected in the list (see headerApplied).
 func (h *readAPI) skus(w http.ResponseWriter, r *http.Request) error {
-	if err := checkNames(r, "shop"); err != nil {
-		return err
-	}
-	if err := h.wait.await(r, true); err != nil {
-		return err
-	}
-	shop := r.PathValue("shop")
-	views, applied, err := h.model.SKUs(r.Context(), shop)
+	shop, views, applied, err := h.shopViews(r)
 	if err != nil {
-		return readModelError(err)
+		return err
 	}
 	writeJSON(w, h.log, http.StatusOK, applied, map[string]any{"shop": shop, "skus": views, "applied_seq": applied})
 	return nil
+}
+
+// shopViews reads the views of the request's shop, after the shop name is
+// checked and min_seq waited for; applied is read before the views.
+func (h *readAPI) shopViews(r *http.Request) (shop string, views []projections.View, applied uint64, err error) {
+	if err := checkNames(r, "shop"); err != nil {
+		return "", nil, 0, err
+	}
+	if err := h.wait.await(r, true); err != nil {
+		return "", nil, 0, err
+	}
+	shop = r.PathValue("shop")
+	views, applied, err = h.model.SKUs(r.Context(), shop)
+	if err != nil {
+		return "", nil, 0, readModelError(err)
+	}
+	return shop, views, applied, nil
 }
 
 // sku serves GET /v1/shops/{shop}/skus/{sku}: the SKU's view, or with

@@ -102,8 +102,8 @@ func fakeAPI(t *testing.T, r *fakeReader, p *fakeProgress, target uint64) http.H
 	a := &api{log: log, history: hist,
 		reads: &readAPI{log: log, model: m, wait: wait, history: hist},
 		live:  &liveAPI{log: log, model: m, wait: wait, stop: make(chan struct{})},
-		health: &healthAPI{log: log, stream: okProbe{last: target}, store: r, projection: p, gate: wait.gate,
-			durability: syncInterval}}
+		health: &healthAPI{log: log, probes: newProbeCache(okProbe{last: target}, r), projection: p, gate: wait.gate,
+			durability: syncInterval, maxLag: DefaultHealthMaxLag}}
 	return a.handler(nil)
 }
 

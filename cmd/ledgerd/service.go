@@ -54,6 +54,7 @@ type service struct {
 	http      *http.Server
 	httpAddr  string
 	api       *api
+	probes    *probeCache // of NATS and the store, for /healthz
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -103,7 +104,8 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		return nil, fmt.Errorf("HTTP cannot listen on %s (LEDGER_HTTP_ADDR): %w", cfg.HTTPAddr, err)
 	}
 	svc.httpAddr = ln.Addr().String()
-	met.registerState(svc.js, svc.projection(), svc.store, log)
+	svc.probes = newProbeCache(natsProbe{nc: svc.nc, js: svc.js}, svc.store)
+	met.registerState(svc.probes, svc.projection(), svc.partitionStates(), svc.store, log)
 	svc.api = svc.newAPI(pub, popts.Fold, met, target)
 	svc.http = newHTTPServer(svc.api.handler(guard), log)
 	svc.http.RegisterOnShutdown(svc.api.live.closeLive)
@@ -240,8 +242,8 @@ func (s *service) newAPI(pub *transport.Publisher, fold projections.FoldConfig, 
 		reads:   &readAPI{log: s.log, model: m, wait: wait, history: hist},
 		live: &liveAPI{log: s.log, source: jetstreamLive{js: s.js, kv: s.kv}, model: m, wait: wait, metrics: met,
 			stop: make(chan struct{})},
-		health: &healthAPI{log: s.log, stream: natsProbe{nc: s.nc, js: s.js}, store: s.store, projection: p,
-			gate: wait.gate, durability: s.durability()},
+		health: &healthAPI{log: s.log, probes: s.probes, projection: p, parts: s.partitionStates(),
+			gate: wait.gate, durability: s.durability(), maxLag: s.cfg.healthMaxLag()},
 	}
 }
 
@@ -273,6 +275,7 @@ func (s *service) run(ctx context.Context, ln net.Listener) {
 	s.cancel = runCancel
 	errc := make(chan error, 2)
 	projDone := make(chan struct{})
+	go s.probes.run(runCtx)
 	go func() {
 		defer close(projDone)
 		if err := s.runProjection(runCtx); err != nil {

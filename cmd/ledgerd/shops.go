@@ -56,16 +56,9 @@ func (h *readAPI) shop(w http.ResponseWriter, r *http.Request) error {
 // the projector published on stock.sync.<shop>.<sku>), for adapters that
 // poll over HTTP. Its applied_seq is read before the store read.
 func (h *readAPI) sync(w http.ResponseWriter, r *http.Request) error {
-	if err := checkNames(r, "shop"); err != nil {
-		return err
-	}
-	if err := h.wait.await(r, true); err != nil {
-		return err
-	}
-	shop := r.PathValue("shop")
-	views, applied, err := h.model.SKUs(r.Context(), shop)
+	shop, views, applied, err := h.shopViews(r)
 	if err != nil {
-		return readModelError(err)
+		return err
 	}
 	out := []syncEntry{}
 	for i := range views {

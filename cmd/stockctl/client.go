@@ -289,3 +289,22 @@ func int64Flag(name, raw string) (int64, error) {
 	}
 	return n, nil
 }
+
+// minSeq is the -min-seq flag of the read commands.
+type minSeq struct{ seq *uint64 }
+
+// minSeqFlag declares -min-seq on fs.
+func minSeqFlag(fs *flag.FlagSet) minSeq {
+	return minSeq{fs.Uint64("min-seq", 0, "wait until ledgerd has applied this sequence")}
+}
+
+// query returns q with min_seq set when the flag was given (q may be nil).
+func (m minSeq) query(q url.Values) url.Values {
+	if q == nil {
+		q = url.Values{}
+	}
+	if *m.seq > 0 {
+		q.Set("min_seq", strconv.FormatUint(*m.seq, 10))
+	}
+	return q
+}

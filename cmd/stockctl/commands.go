@@ -254,17 +254,14 @@ func (c *cli) setZero(ctx context.Context, args []string) error {
 func (c *cli) sku(ctx context.Context, args []string) error {
 	fs := c.flags("sku")
 	asOf := fs.String("as-of", "", "show the SKU as it was at this RFC 3339 time")
-	minSeq := fs.Uint64("min-seq", 0, "wait until ledgerd has applied this sequence")
+	wait := minSeqFlag(fs)
 	pos, err := parse(fs, args, "SHOP", "SKU")
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
+	q := wait.query(nil)
 	if *asOf != "" {
 		q.Set("as_of", *asOf)
-	}
-	if *minSeq > 0 {
-		q.Set("min_seq", fmt.Sprint(*minSeq))
 	}
 	data, err := c.call(ctx, http.MethodGet, "/v1/shops/"+url.PathEscape(pos[0])+"/skus/"+url.PathEscape(pos[1]), q, nil)
 	if err != nil {
@@ -310,15 +307,12 @@ func (c *cli) sku(ctx context.Context, args []string) error {
 
 func (c *cli) stock(ctx context.Context, args []string) error {
 	fs := c.flags("stock")
-	minSeq := fs.Uint64("min-seq", 0, "wait until ledgerd has applied this sequence")
+	wait := minSeqFlag(fs)
 	pos, err := parse(fs, args, "SHOP")
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	if *minSeq > 0 {
-		q.Set("min_seq", fmt.Sprint(*minSeq))
-	}
+	q := wait.query(nil)
 	data, err := c.call(ctx, http.MethodGet, "/v1/shops/"+url.PathEscape(pos[0])+"/skus", q, nil)
 	if err != nil {
 		return err
@@ -348,15 +342,12 @@ func (c *cli) stock(ctx context.Context, args []string) error {
 func (c *cli) alerts(ctx context.Context, args []string) error {
 	fs := c.flags("alerts")
 	state := fs.String("state", "open", "open, resolved or all")
-	minSeq := fs.Uint64("min-seq", 0, "wait until ledgerd has applied this sequence")
+	wait := minSeqFlag(fs)
 	pos, err := parse(fs, args, "SHOP")
 	if err != nil {
 		return err
 	}
-	q := url.Values{"state": {*state}}
-	if *minSeq > 0 {
-		q.Set("min_seq", fmt.Sprint(*minSeq))
-	}
+	q := wait.query(url.Values{"state": {*state}})
 	data, err := c.call(ctx, http.MethodGet, "/v1/shops/"+url.PathEscape(pos[0])+"/alerts", q, nil)
 	if err != nil {
 		return err

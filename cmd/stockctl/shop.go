@@ -30,15 +30,12 @@ type pendingSync struct {
 
 func (c *cli) shop(ctx context.Context, args []string) error {
 	fs := c.flags("shop")
-	minSeq := fs.Uint64("min-seq", 0, "wait until ledgerd has applied this sequence")
+	wait := minSeqFlag(fs)
 	pos, err := parse(fs, args, "SHOP")
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	if *minSeq > 0 {
-		q.Set("min_seq", fmt.Sprint(*minSeq))
-	}
+	q := wait.query(nil)
 	path := "/v1/shops/" + url.PathEscape(pos[0])
 	health, err := c.call(ctx, http.MethodGet, path, q, nil)
 	if err != nil {

@@ -22,11 +22,25 @@ const (
 	// MaxEventBytes events stays under NATS' default 1 MiB payload times a
 	// few, and the server stops a batch at this size.
 	historyPageBytesMax = 4 << 20
-	// historyRetriesMax bounds the pages asked again when a replica
-	// answered short of the sequence the stream leader named (it lags).
+	// historyRetriesMax bounds the pages in a row that read no message
+	// although the stream leader named a later last sequence.
 	historyRetriesMax = 5
+	// historyPageTimeout bounds one page of direct gets.
+	historyPageTimeout = time.Second
+	// historyLeaderPageMax bounds the messages read from the stream leader
+	// one by one after a short page, before direct gets resume.
+	historyLeaderPageMax = 100
+	// historyRetryWaitMin is the wait after a page without a message; it
+	// doubles up to historyRetryWaitMax.
+	historyRetryWaitMin = 20 * time.Millisecond
+	historyRetryWaitMax = 500 * time.Millisecond
 	// refusalsMax bounds the dead letters read for one SKU's history.
 	refusalsMax = 10_000
+	// leaderRequestTimeout bounds one request to a stream leader
+	// (LastSeqFromLeader) when the caller's context allows longer: while
+	// the stream elects a leader nobody answers, and the caller hears so
+	// after this rather than never.
+	leaderRequestTimeout = 2 * time.Second
 )
 
 // StoredEvent is one message of the event stream as stored: its stream
@@ -178,46 +192,118 @@ func (h *History) Refusals(ctx context.Context, shop, sku string) (map[uint64]st
 }
 
 // readRange reads the messages of subject in stream from sequence from up to
-// last, at most limit, page by page with direct batch gets, and calls fn for
-// each. A page that ends
-// short of last while the stream said more was pending came from a replica
-// that lags: it is asked again, at most historyRetriesMax times in a row.
+// last, at most limit, and calls fn for each, in stream order. It reads page
+// by page with direct batch gets, which any replica answers (the local one
+// first). A replica may answer short of last: it has not stored the tail
+// yet (it lags, or it is catching up after a restart and already answers
+// direct gets), or its answer was lost (no answer within historyPageTimeout
+// ends a page silently). Then the missing messages are read from the stream
+// leader, which holds everything up to last, one by one (readFromLeader),
+// then direct gets resume; further pages without a message wait, with
+// backoff, and historyRetriesMax of them in a row end the read with an
+// error.
 func readRange(ctx context.Context, js jetstream.JetStream, stream, subject string, from, last uint64, limit int, fn func(*jetstream.RawStreamMsg) error) error {
 	read, short := 0, 0
+	wait := historyRetryWaitMin
 	for from <= last && read < limit {
-		page := min(historyPageMax, limit-read)
-		msgs, err := jetstreamext.GetBatch(ctx, js, stream, page,
-			jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchMaxBytes(historyPageBytesMax))
+		var got int
+		var err error
+		if short == 0 {
+			got, from, err = readPage(ctx, js, stream, subject, from, last, min(historyPageMax, limit-read), fn)
+		} else {
+			got, from, err = readFromLeader(ctx, js.Conn(), stream, subject, from, last, min(historyLeaderPageMax, limit-read), fn)
+		}
 		if err != nil {
-			return fmt.Errorf("read %s of %s from seq %d: %w", subject, stream, from, err)
+			return err
 		}
-		got := 0
-		for m, err := range msgs {
-			if errors.Is(err, jetstreamext.ErrNoMessages) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("read %s of %s from seq %d: %w", subject, stream, from, err)
-			}
-			if m.Sequence > last {
-				return nil
-			}
-			if err := fn(m); err != nil {
-				return err
-			}
-			got++
-			read++
-			from = m.Sequence + 1
-		}
+		read += got
 		if got > 0 {
-			short = 0
+			short, wait = 0, historyRetryWaitMin
 			continue
 		}
 		if short++; short > historyRetriesMax {
-			return fmt.Errorf("read %s of %s: no message from seq %d although the leader's last is %d (a replica lags)", subject, stream, from, last)
+			return fmt.Errorf("read %s of %s: no message from seq %d in %d tries although the leader's last is %d", subject, stream, from, short, last)
 		}
+		if short == 1 {
+			continue // the leader next, at once
+		}
+		if !sleepCtx(ctx, wait) {
+			return fmt.Errorf("read %s of %s from seq %d: %w", subject, stream, from, ctx.Err())
+		}
+		wait = min(2*wait, historyRetryWaitMax)
 	}
 	return nil
+}
+
+// readPage reads one page of direct batch gets from seq from, calls fn for
+// each message up to last and returns how many it read and the sequence to
+// go on from. The page has its own deadline, historyPageTimeout: the
+// client's default would apply otherwise, and an answer lost in the cluster
+// would stall the read that long.
+func readPage(ctx context.Context, js jetstream.JetStream, stream, subject string, from, last uint64, page int, fn func(*jetstream.RawStreamMsg) error) (int, uint64, error) {
+	pctx, cancel := context.WithTimeout(ctx, historyPageTimeout)
+	defer cancel()
+	msgs, err := jetstreamext.GetBatch(pctx, js, stream, page,
+		jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchMaxBytes(historyPageBytesMax))
+	if err != nil {
+		return 0, from, fmt.Errorf("read %s of %s from seq %d: %w", subject, stream, from, err)
+	}
+	got := 0
+	for m, err := range msgs {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			// No replica answered at all (no responders), say: the leader
+			// is asked next.
+			return got, from, nil
+		}
+		if m.Sequence > last {
+			return got, last + 1, nil
+		}
+		if err := fn(m); err != nil {
+			return got, from, err
+		}
+		got++
+		from = m.Sequence + 1
+	}
+	return got, from, nil
+}
+
+// readFromLeader reads up to n messages of subject from seq from, up to
+// last, from the stream leader ($JS.API.STREAM.MSG.GET, next_by_subj), one
+// request each, calls fn for each and returns how many it read and the
+// sequence to go on from. A request without an answer within
+// leaderRequestTimeout ends it early with what it read.
+func readFromLeader(ctx context.Context, nc *nats.Conn, stream, subject string, from, last uint64, n int, fn func(*jetstream.RawStreamMsg) error) (int, uint64, error) {
+	got := 0
+	for got < n && from <= last {
+		m, err := leaderGet(ctx, nc, stream, map[string]any{"seq": from, "next_by_subj": subject})
+		if err != nil || m == nil {
+			return got, from, nil
+		}
+		if m.Sequence > last {
+			return got, last + 1, nil
+		}
+		if err := fn(m); err != nil {
+			return got, from, err
+		}
+		got++
+		from = m.Sequence + 1
+	}
+	return got, from, nil
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func storedEvent(m *jetstream.RawStreamMsg) StoredEvent {
@@ -227,32 +313,61 @@ func storedEvent(m *jetstream.RawStreamMsg) StoredEvent {
 // LastSeqFromLeader returns the stream sequence of the last message on
 // subject (wildcards allowed) in stream, 0 when there is none. It asks the
 // stream leader ($JS.API.STREAM.MSG.GET) rather than a direct get, which any
-// replica answers: a replica that lags would report an older sequence.
+// replica answers: a replica that lags would report an older sequence. It
+// waits at most leaderRequestTimeout (less when ctx ends sooner) for the
+// answer.
 func LastSeqFromLeader(ctx context.Context, nc *nats.Conn, stream, subject string) (uint64, error) {
-	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
-	if err != nil {
-		return 0, err
-	}
-	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	m, err := leaderGet(ctx, nc, stream, map[string]any{"last_by_subj": subject})
 	if err != nil {
 		return 0, fmt.Errorf("last message of %s in %s: %w", subject, stream, err)
 	}
+	if m == nil {
+		return 0, nil
+	}
+	return m.Sequence, nil
+}
+
+// leaderGet asks the leader of stream for one message
+// ($JS.API.STREAM.MSG.GET with req), waiting at most leaderRequestTimeout;
+// it returns nil and no error when no message matches.
+func leaderGet(ctx context.Context, nc *nats.Conn, stream string, req map[string]any) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := context.WithTimeout(ctx, leaderRequestTimeout)
+	defer cancel()
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	m, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
+	if err != nil {
+		return nil, err
+	}
 	var resp struct {
 		Message *struct {
-			Seq uint64 `json:"seq"`
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return 0, fmt.Errorf("last message of %s in %s: %w", subject, stream, err)
+		return nil, err
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return 0, nil
+		return nil, nil
 	case resp.Error != nil:
-		return 0, fmt.Errorf("last message of %s in %s: %w", subject, stream, resp.Error)
+		return nil, resp.Error
 	case resp.Message == nil:
-		return 0, fmt.Errorf("last message of %s in %s: empty answer", subject, stream)
+		return nil, errors.New("empty answer")
 	}
-	return resp.Message.Seq, nil
+	msg := resp.Message
+	hdr := nats.Header{}
+	if len(msg.Header) > 0 {
+		if hdr, err = nats.DecodeHeadersMsg(msg.Header); err != nil {
+			return nil, fmt.Errorf("headers of seq %d: %w", msg.Seq, err)
+		}
+	}
+	return &jetstream.RawStreamMsg{Subject: msg.Subject, Sequence: msg.Seq, Header: hdr, Data: msg.Data, Time: msg.Time}, nil
 }

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) projections.Store) {
 		{"Checkpoint", testCheckpoint},
 		{"CheckpointMoved", testCheckpointMoved},
 		{"LoadSKURoundTrip", testLoadSKURoundTrip},
+		{"LoadSKUsAtOnce", testLoadSKUsAtOnce},
 		{"UnknownSKU", testUnknownSKU},
 		{"SKUsOrderedPerShop", testSKUs},
 		{"AlertsFilterAndOrder", testAlerts},
@@ -662,6 +663,30 @@ func testLoadSKURoundTrip(t *testing.T, s projections.Store) {
 		got := step.next(loaded[step.sku], seq)
 		checkAlerts(t, fmt.Sprintf("step %d on the loaded %s: alert changes", i, step.sku), orEmpty(got), orEmpty(want))
 		checkView(t, fmt.Sprintf("step %d on the loaded %s: view", i, step.sku), loaded[step.sku].View(), f.sku("shop", step.sku).View())
+	}
+}
+
+// testLoadSKUsAtOnce: LoadSKUs gives each known SKU exactly as LoadSKU
+// gives it (lines and alerts of one SKU never land on another), leaves
+// unknown ones out, and takes repeated keys.
+func testLoadSKUsAtOnce(t *testing.T, s projections.Store) {
+	f := richFeed(t, s)
+	keys := []projections.SKUKey{
+		{Shop: "shop", SKU: "spot"}, {Shop: "shop", SKU: "nope"}, {Shop: "shop", SKU: "pre"},
+		{Shop: "other", SKU: "spot"}, {Shop: "shop", SKU: "spot"},
+	}
+	got, err := s.LoadSKUs(t.Context(), keys)
+	if err != nil {
+		t.Fatalf("LoadSKUs: %v", err)
+	}
+	if g := len(got); g != 2 {
+		t.Errorf("LoadSKUs of %v: %d SKUs, want the 2 the store holds", keys, g)
+	}
+	for _, name := range []string{"spot", "pre"} {
+		checkSameSKU(t, s, got[projections.SKUKey{Shop: "shop", SKU: name}], f.sku("shop", name))
+	}
+	if none, err := s.LoadSKUs(t.Context(), nil); err != nil || len(none) != 0 {
+		t.Errorf("LoadSKUs(nil) = %v, %v; want empty, nil", none, err)
 	}
 }
 
