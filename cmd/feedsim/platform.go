@@ -23,6 +23,9 @@ const (
 	// by the feed's loop; one that arrives to a full inbox is lost, as a
 	// platform call that never went out, and counted (Lost).
 	platformInboxMax = 1 << 16
+	// platformDueMax bounds the instructions taken and not yet due (held
+	// by Latency or LateBy); one taken when it is full is lost as above.
+	platformDueMax = 1 << 16
 	// platformLatencyMax bounds platformConfig.Latency and LateBy.
 	platformLatencyMax = time.Minute
 )
@@ -91,7 +94,8 @@ type platformCounts struct {
 	// Stale were passed over: not newer than one handled for the SKU, or
 	// computed before the SKU's last stock_set (a figure since replaced).
 	Stale int `json:"stale"`
-	// Lost arrived to a full inbox; Unknown named no SKU of the feed.
+	// Lost arrived to a full inbox or due queue; Unknown named no SKU of
+	// the feed.
 	Lost    int `json:"lost"`
 	Unknown int `json:"unknown"`
 	// OverP50, OverP99 and OverMax are how far above sellable the
@@ -205,6 +209,10 @@ func (p *platformSim) take(seen func(*simSKU, uint64, time.Time)) {
 		select {
 		case a := <-p.inbox:
 			p.counts.Received++
+			if len(p.due) >= platformDueMax {
+				p.counts.Lost++
+				continue
+			}
 			if s := p.skus[projections.SKUKey{Shop: a.in.Shop, SKU: a.in.SKU}]; s != nil {
 				seen(s, a.in.Seq, a.at)
 			}
@@ -315,7 +323,7 @@ func (p *platformSim) result() platformCounts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.counts
-	c.Lost = p.lost
+	c.Lost += p.lost
 	if n := len(p.over); n > 0 {
 		slices.Sort(p.over)
 		c.OverP50, c.OverP99, c.OverMax = p.over[n/2], p.over[min(n-1, n*99/100)], p.over[n-1]
