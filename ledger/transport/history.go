@@ -258,16 +258,27 @@ func readPage(ctx context.Context, js jetstream.JetStream, stream, subject strin
 			// is asked next.
 			return got, from, nil
 		}
-		if m.Sequence > last {
-			return got, last + 1, nil
-		}
-		if err := fn(m); err != nil {
+		if done, err := take(m, last, fn, &got, &from); done {
 			return got, from, err
 		}
-		got++
-		from = m.Sequence + 1
 	}
 	return got, from, nil
+}
+
+// take hands m to fn when it is at or below last, counting it in got and
+// moving from past it. done reports that the range ended (m is past last:
+// from becomes last+1) or that fn failed (from stays at m).
+func take(m *jetstream.RawStreamMsg, last uint64, fn func(*jetstream.RawStreamMsg) error, got *int, from *uint64) (done bool, err error) {
+	if m.Sequence > last {
+		*from = last + 1
+		return true, nil
+	}
+	if err := fn(m); err != nil {
+		return true, err
+	}
+	*got++
+	*from = m.Sequence + 1
+	return false, nil
 }
 
 // readFromLeader reads up to n messages of subject from seq from, up to
@@ -282,14 +293,9 @@ func readFromLeader(ctx context.Context, nc *nats.Conn, stream, subject string, 
 		if err != nil || m == nil {
 			return got, from, nil
 		}
-		if m.Sequence > last {
-			return got, last + 1, nil
-		}
-		if err := fn(m); err != nil {
+		if done, err := take(m, last, fn, &got, &from); done {
 			return got, from, err
 		}
-		got++
-		from = m.Sequence + 1
 	}
 	return got, from, nil
 }
