@@ -124,12 +124,8 @@ func (op *outboxPublisher) run(ctx context.Context) {
 // stream at start: the entries of batches below it were published before.
 func (op *outboxPublisher) skipPublished(ctx context.Context) {
 	op.floor = 0
-	st, err := op.js.Stream(ctx, op.src.stream())
-	if err != nil {
-		return
-	}
-	m, err := st.GetLastMsgForSubject(ctx, op.src.subjects())
-	if err != nil {
+	m, err := transport.LastMsgFromLeader(ctx, op.js.Conn(), op.src.stream(), op.src.subjects())
+	if err != nil || m == nil {
 		return
 	}
 	op.floor, _ = strconv.ParseUint(m.Header.Get(transport.HeaderCheckpoint), 10, 64)

@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -97,16 +96,12 @@ func (ss *syncSource) stale(ctx context.Context, in projections.SyncInstruction)
 // lastPublished reads the sequence of the SKU's last instruction on the
 // stream, 0 when there is none.
 func (ss *syncSource) lastPublished(ctx context.Context, shop, sku string) (uint64, error) {
-	st, err := ss.js.Stream(ctx, transport.SyncStream)
-	if err != nil {
-		return 0, fmt.Errorf("look up stream %s: %w", transport.SyncStream, err)
-	}
-	m, err := st.GetLastMsgForSubject(ctx, transport.SyncSubject(shop, sku))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
+	m, err := transport.LastMsgFromLeader(ctx, ss.js.Conn(), transport.SyncStream, transport.SyncSubject(shop, sku))
 	if err != nil {
 		return 0, fmt.Errorf("last sync instruction of %s/%s: %w", shop, sku, err)
+	}
+	if m == nil {
+		return 0, nil
 	}
 	var in projections.SyncInstruction
 	if err := json.Unmarshal(m.Data, &in); err != nil {

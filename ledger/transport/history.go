@@ -323,14 +323,24 @@ func storedEvent(m *jetstream.RawStreamMsg) StoredEvent {
 // waits at most leaderRequestTimeout (less when ctx ends sooner) for the
 // answer.
 func LastSeqFromLeader(ctx context.Context, nc *nats.Conn, stream, subject string) (uint64, error) {
-	m, err := leaderGet(ctx, nc, stream, map[string]any{"last_by_subj": subject})
-	if err != nil {
-		return 0, fmt.Errorf("last message of %s in %s: %w", subject, stream, err)
-	}
-	if m == nil {
-		return 0, nil
+	m, err := LastMsgFromLeader(ctx, nc, stream, subject)
+	if err != nil || m == nil {
+		return 0, err
 	}
 	return m.Sequence, nil
+}
+
+// LastMsgFromLeader returns the last message on subject (wildcards
+// allowed) in stream, nil when there is none, from the stream leader as
+// LastSeqFromLeader does: a stream's GetLastMsgForSubject is a direct get
+// when the stream allows them, and a lagging replica answers it with an
+// older message.
+func LastMsgFromLeader(ctx context.Context, nc *nats.Conn, stream, subject string) (*jetstream.RawStreamMsg, error) {
+	m, err := leaderGet(ctx, nc, stream, map[string]any{"last_by_subj": subject})
+	if err != nil {
+		return nil, fmt.Errorf("last message of %s in %s: %w", subject, stream, err)
+	}
+	return m, nil
 }
 
 // leaderGet asks the leader of stream for one message
