@@ -221,18 +221,50 @@ func (pp *Partitioned) balance(ctx context.Context, kv jetstream.KeyValue, recov
 		c, cancel := context.WithTimeout(ctx, leaseOpTimeout)
 		rev, cerr := kv.Create(c, leaseKey(part), []byte(pp.o.Instance))
 		cancel()
+		if errors.Is(cerr, jetstream.ErrKeyExists) {
+			rev, cerr = pp.adopt(ctx, kv, part)
+		}
 		if cerr != nil {
-			if !errors.Is(cerr, jetstream.ErrKeyExists) {
-				err = fmt.Errorf("take partition %d: %w", part, cerr)
-				break // the bucket does not answer: try next round
-			}
-			continue
+			err = fmt.Errorf("take partition %d: %w", part, cerr)
+			break // the bucket does not answer: try next round
+		}
+		if rev == 0 {
+			continue // another instance holds it
 		}
 		pp.begin(ctx, part, rev, sent)
 		owned = append(owned, part)
 	}
 	clear(pp.lost)
 	return err
+}
+
+// adopt renews a lease key that already names this instance although it
+// runs no projector of the partition: a Create whose answer was lost after
+// the bucket stored it, or a lease left by this instance's previous
+// process. Without it the partition would wait out the TTL unprojected. It
+// returns the renewed revision, or 0 and no error when another instance
+// holds the key (or it changed meanwhile).
+func (pp *Partitioned) adopt(ctx context.Context, kv jetstream.KeyValue, part int) (uint64, error) {
+	c, cancel := context.WithTimeout(ctx, leaseOpTimeout)
+	defer cancel()
+	e, err := kv.Get(c, leaseKey(part))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if string(e.Value()) != pp.o.Instance {
+		return 0, nil
+	}
+	rev, err := kv.Update(c, leaseKey(part), []byte(pp.o.Instance), e.Revision())
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, nil // written by another since the Get
+	}
+	if err == nil {
+		pp.log.Info("partition lease found in this instance's name; renewed and taken", "partition", part)
+	}
+	return rev, err
 }
 
 func boolRank(b bool) int {

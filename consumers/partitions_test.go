@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"stockledger/consumers"
 	"stockledger/ledger"
 	"stockledger/ledger/transport"
+	"stockledger/projections"
 )
 
 // TestPartitionedTakeover runs two instances of a partitioned projection
@@ -123,5 +126,53 @@ func waitOwned(t *testing.T, ok func() bool) {
 			t.Fatal("partitions not held as expected within 20s")
 		}
 		<-tick.C
+	}
+}
+
+// TestPartitionedAdoptsOwnLease: a lease key that already names this
+// instance (a Create whose answer was lost, or a lease left by the
+// instance's previous process) is renewed and taken at once, not waited
+// out for the TTL; a key naming another instance is left alone.
+func TestPartitionedAdoptsOwnLease(t *testing.T) {
+	nc, js := startNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := js.DeleteStream(ctx, transport.EventStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20, Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 40 * time.Second // far longer than the test waits
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: consumers.LeaseBucket, History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, owner := range map[string]string{"owner.0": "a", "owner.1": "b"} {
+		if _, err := kv.Put(ctx, key, []byte(owner)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := consumers.NewPartitioned(nc, js, projections.NewMemoryStore(), consumers.PartitionOptions{
+		Partitions: 2, Instance: "a", LeaseTTL: ttl, Projector: consumers.Options{Log: testLog(t)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(gctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitOwned(t, func() bool { return slices.Equal(g.Owned(), []int{0}) })
+	e, err := kv.Get(ctx, "owner.1")
+	if err != nil || string(e.Value()) != "b" {
+		t.Errorf("owner.1 = %v, %v; want b's lease left alone", e, err)
 	}
 }
