@@ -620,6 +620,44 @@ func waitReplicasCurrent(t *testing.T, js jetstream.JetStream, streams ...string
 	}
 }
 
+// waitConsumersCurrent waits until each partition's projector consumer on
+// stream has a leader and both other replicas current, as
+// waitReplicasCurrent does for streams.
+func waitConsumersCurrent(t *testing.T, js jetstream.JetStream, stream string, partitions int) {
+	t.Helper()
+	deadline := time.Now().Add(failoverRecoverMax)
+	for p := range partitions {
+		name := consumers.PartitionName(consumers.DefaultName, p)
+		for !consumerCurrent(js, stream, name) {
+			if time.Now().After(deadline) {
+				t.Fatalf("consumer %s: replicas not current within %s", name, failoverRecoverMax)
+			}
+			waitFor(100 * time.Millisecond)
+		}
+	}
+}
+
+// consumerCurrent reports whether consumer name on stream has a leader and
+// two current replicas besides it.
+func consumerCurrent(js jetstream.JetStream, stream, name string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, stream, name)
+	if err != nil {
+		return false
+	}
+	ci := c.CachedInfo().Cluster
+	if ci == nil || ci.Leader == "" || len(ci.Replicas) != 2 {
+		return false
+	}
+	for _, r := range ci.Replicas {
+		if !r.Current || r.Offline {
+			return false
+		}
+	}
+	return true
+}
+
 // failoverLoad is the test's paced feed: restocks (with receipt ids) and
 // sales over failoverShops shops, each chunk re-sent until acknowledged.
 type failoverLoad struct {
@@ -1056,6 +1094,11 @@ func killNATSLeader(t *testing.T, ctx context.Context, cl *procCluster, js jetst
 	f.gaps, f.healthMax = w.window()
 	p.start(t)
 	waitReplicasCurrent(t, js, transport.EventStream, "KV_"+consumers.LeaseBucket)
+	// One fault at a time: the next kill must not find a partition's
+	// consumer (an R3 group of its own) with a replica still catching up
+	// on the restarted server, or it loses its quorum with the next
+	// server down (seen: a lookup answering 10008 for over a minute).
+	waitConsumersCurrent(t, js, transport.EventStream, failoverPartitions)
 	w.waitProjected(t, "after "+leader+" restarted")
 	load.resetStall()
 	w.window()
