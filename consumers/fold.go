@@ -272,13 +272,19 @@ func (fo *folder) load(ctx context.Context, k projections.SKUKey) (*projections.
 // the SKUs of keys it does not hold yet; SKUs the store does not know
 // either start new. keys may repeat.
 func (fo *folder) loadAll(ctx context.Context, keys []projections.SKUKey) error {
-	var missing []projections.SKUKey
-	seen := make(map[projections.SKUKey]bool)
+	var (
+		missing []projections.SKUKey
+		seen    map[projections.SKUKey]bool // made at the first miss: batches on cached SKUs allocate nothing
+	)
 	for _, k := range keys {
-		if _, ok := fo.cache[k]; !ok && !seen[k] {
-			seen[k] = true
-			missing = append(missing, k)
+		if _, ok := fo.cache[k]; ok || seen[k] {
+			continue
 		}
+		if seen == nil {
+			seen = make(map[projections.SKUKey]bool)
+		}
+		seen[k] = true
+		missing = append(missing, k)
 	}
 	if len(missing) == 0 {
 		return nil
