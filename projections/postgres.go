@@ -298,7 +298,7 @@ const (
 // Unlike MemoryStore the outbox has no size bound: it lives on disk, and
 // PendingAlerts reads it in pages.
 func (p *PostgresStore) Stage(b *Batch) (CommitFunc, error) {
-	w := &pgWrite{projector: b.Projector, prev: b.PrevSeq, last: b.LastSeq}
+	w := &pgWrite{projector: b.Projector, prev: b.PrevSeq, last: b.LastSeq, states: make([]byte, 0, 256*len(b.SKUs))}
 	for i, s := range b.SKUs {
 		var v View
 		if b.Views != nil {
@@ -324,6 +324,7 @@ type pgWrite struct {
 	projector  string
 	prev, last uint64
 	sk         skuColumns
+	states     []byte      // the SKUs' encoded states, end to end (sk.state slices it)
 	lines      lineColumns // lines the store may hold: upserted
 	newLines   [][]any     // lines new to the store: copied in
 	keys       keyColumns
@@ -337,11 +338,9 @@ type pgWrite struct {
 }
 
 func (w *pgWrite) addSKU(s *SKU, v *View) error {
-	state, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encode sku %s/%s: %w", s.Shop, s.SKU, err)
-	}
-	w.sk.add(s, v, state)
+	start := len(w.states)
+	w.states = EncodeState(w.states, s)
+	w.sk.add(s, v, w.states[start:len(w.states):len(w.states)])
 	for _, l := range s.DirtyLines() {
 		book, err := l.encodeBook()
 		if err != nil {
@@ -676,7 +675,7 @@ func scanView(row pgx.CollectableRow) (View, error) {
 	if err == nil {
 		// The pace is not stored apart: it follows from the fold state.
 		var s SKU
-		if err = json.Unmarshal(state, &s); err != nil {
+		if err = DecodeState(state, &s); err != nil {
 			err = fmt.Errorf("decode state of sku %s/%s: %w", v.Shop, v.SKU, err)
 		}
 		v.ViewPace = s.Pace.view(s.LiveID, v.Status == StatusListed, v.Sellable)

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -106,7 +105,7 @@ func scanSKUStates(rows pgx.Rows, out map[SKUKey]*SKU) error {
 			return struct{}{}, err
 		}
 		s := &SKU{}
-		if err := json.Unmarshal(state, s); err != nil {
+		if err := DecodeState(state, s); err != nil {
 			return struct{}{}, fmt.Errorf("decode state of %s/%s: %w", k.Shop, k.SKU, err)
 		}
 		s.Lines, s.Alerts = make(map[string]*Line), make(map[string]*Alert)
