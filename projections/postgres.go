@@ -298,7 +298,7 @@ const (
 // Unlike MemoryStore the outbox has no size bound: it lives on disk, and
 // PendingAlerts reads it in pages.
 func (p *PostgresStore) Stage(b *Batch) (CommitFunc, error) {
-	w := &pgWrite{projector: b.Projector, prev: b.PrevSeq, last: b.LastSeq, states: make([]byte, 0, 256*len(b.SKUs))}
+	w := &pgWrite{projector: b.Projector, prev: b.PrevSeq, last: b.LastSeq, states: make([]byte, 0, 512*len(b.SKUs)), books: make([]byte, 0, 4096)}
 	for i, s := range b.SKUs {
 		var v View
 		if b.Views != nil {
@@ -306,9 +306,7 @@ func (p *PostgresStore) Stage(b *Batch) (CommitFunc, error) {
 		} else {
 			v = s.View()
 		}
-		if err := w.addSKU(s, &v); err != nil {
-			return nil, fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
-		}
+		w.addSKU(s, &v)
 	}
 	if err := w.addAlerts(b.Alerts); err != nil {
 		return nil, fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
@@ -325,6 +323,7 @@ type pgWrite struct {
 	prev, last uint64
 	sk         skuColumns
 	states     []byte      // the SKUs' encoded states, end to end (sk.state slices it)
+	books      []byte      // the dirty lines' books, end to end; never nil (book is NOT NULL)
 	lines      lineColumns // lines the store may hold: upserted
 	newLines   [][]any     // lines new to the store: copied in
 	keys       keyColumns
@@ -337,15 +336,14 @@ type pgWrite struct {
 	syncClear  []bool
 }
 
-func (w *pgWrite) addSKU(s *SKU, v *View) error {
+func (w *pgWrite) addSKU(s *SKU, v *View) {
 	start := len(w.states)
 	w.states = EncodeState(w.states, s)
 	w.sk.add(s, v, w.states[start:len(w.states):len(w.states)])
 	for _, l := range s.DirtyLines() {
-		book, err := l.encodeBook()
-		if err != nil {
-			return fmt.Errorf("encode line %s/%s/%s: %w", s.Shop, s.SKU, l.OrderID, err)
-		}
+		start := len(w.books)
+		w.books = l.encodeBook(w.books)
+		book := w.books[start:len(w.books):len(w.books)]
 		if s.Fresh(l.OrderID) {
 			w.newLines = append(w.newLines, lineRow(s.Shop, s.SKU, l, book))
 		} else {
@@ -355,7 +353,6 @@ func (w *pgWrite) addSKU(s *SKU, v *View) error {
 	for _, k := range s.FreshKeys() {
 		w.keys.add(s.Shop, s.SKU, k)
 	}
-	return nil
 }
 
 // addAlerts keeps each alert's latest change for the alerts table, and every

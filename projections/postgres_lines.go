@@ -8,39 +8,91 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"stockledger/ledger"
 )
 
-// lineBook is the part of a line stores keep as one value: its promise slot,
-// the documents applied and the events early of its sale.
+// lineBook is the JSON form of a line's book (the part of a line stores
+// keep as one value: its promise slot, the documents applied and the events
+// early of its sale), as versions before the compact form wrote it.
 type lineBook struct {
 	Promise Slot         `json:"promise"`
 	Docs    []string     `json:"docs,omitempty"`
 	Early   []EarlyEvent `json:"early,omitempty"`
 }
 
-func (l *Line) book() lineBook { return lineBook{Promise: l.Promise, Docs: l.Docs, Early: l.Early} }
+// bookV1 opens a book in the compact form (stateWriter's encodings); a book
+// of the first form, JSON, opens with '{'. decodeBook reads both.
+const bookV1 = 0x01
 
-// encodeBook encodes a line's book, or nothing for the usual line: no
-// document, no early event, and its sale's own promise, which the line's
-// sold_at restores (decodeBook). Most lines are written with no JSON.
-func (l *Line) encodeBook() ([]byte, error) {
+// encodeBook appends a line's book to dst, or nothing for the usual line:
+// no document, no early event, and its sale's own promise, which the line's
+// sold_at restores (decodeBook). Most lines are written with an empty book.
+func (l *Line) encodeBook(dst []byte) []byte {
 	if len(l.Docs) == 0 && len(l.Early) == 0 && len(l.Promise.IDs) == 0 && l.Promise.At.Equal(l.SoldAt) {
-		return []byte{}, nil
+		return dst
 	}
-	return json.Marshal(l.book())
+	w := stateWriter{b: append(dst, bookV1)}
+	w.slot(l.Promise)
+	w.uint(uint64(len(l.Docs)))
+	for _, d := range l.Docs {
+		w.str(d)
+	}
+	w.uint(uint64(len(l.Early)))
+	for i := range l.Early {
+		e := &l.Early[i]
+		w.str(string(e.Type))
+		w.str(e.ID)
+		w.uint(e.Seq)
+		w.time(e.At)
+		w.int(e.Qty)
+		w.str(e.Doc)
+		w.int(e.Restocked)
+		w.time(e.ShipBy)
+	}
+	return w.b
 }
 
-// decodeBook sets a line's book from what encodeBook wrote.
+// decodeBook sets a line's book from what encodeBook wrote, or from the
+// JSON of earlier versions.
 func (l *Line) decodeBook(book []byte) error {
-	if len(book) == 0 {
+	switch {
+	case len(book) == 0:
 		l.Promise = Slot{At: l.SoldAt}
 		return nil
+	case book[0] == '{':
+		var b lineBook
+		if err := json.Unmarshal(book, &b); err != nil {
+			return fmt.Errorf("decode line %s: %w", l.OrderID, err)
+		}
+		l.Promise, l.Docs, l.Early = b.Promise, b.Docs, b.Early
+		return nil
+	case book[0] != bookV1:
+		return fmt.Errorf("decode line %s: unknown book encoding", l.OrderID)
 	}
-	var b lineBook
-	if err := json.Unmarshal(book, &b); err != nil {
-		return fmt.Errorf("decode line %s: %w", l.OrderID, err)
+	r := stateReader{b: book[1:]}
+	l.Promise = r.slot()
+	l.Docs = nil
+	if n := r.count(); n > 0 {
+		l.Docs = make([]string, n)
+		for i := range l.Docs {
+			l.Docs[i] = r.str()
+		}
 	}
-	l.Promise, l.Docs, l.Early = b.Promise, b.Docs, b.Early
+	l.Early = nil
+	if n := r.count(); n > 0 {
+		l.Early = make([]EarlyEvent, n)
+		for i := range l.Early {
+			l.Early[i] = EarlyEvent{Type: ledger.Type(r.str()), ID: r.str(), Seq: r.uint(), At: r.time(),
+				Qty: r.int(), Doc: r.str(), Restocked: r.int(), ShipBy: r.time()}
+		}
+	}
+	if r.err == nil && len(r.b) > 0 {
+		r.err = fmt.Errorf("%d bytes past the end", len(r.b))
+	}
+	if r.err != nil {
+		return fmt.Errorf("decode line %s: book: %w", l.OrderID, r.err)
+	}
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package projections_test
+package projections
 
 import (
 	"encoding/json"
@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"stockledger/projections"
 )
 
 // fillState sets every stored field of s (every exported field JSON
@@ -75,11 +73,11 @@ func randomText(rng *rand.Rand) string {
 func TestStateRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 2000 {
-		want := &projections.SKU{}
+		want := &SKU{}
 		fillState(t, rng, reflect.ValueOf(want).Elem())
-		enc := projections.EncodeState(nil, want)
-		got := &projections.SKU{}
-		if err := projections.DecodeState(enc, got); err != nil {
+		enc := EncodeState(nil, want)
+		got := &SKU{}
+		if err := DecodeState(enc, got); err != nil {
 			t.Fatalf("state %d: decode: %v", i, err)
 		}
 		if !reflect.DeepEqual(got, want) {
@@ -89,12 +87,52 @@ func TestStateRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fromJSON := &projections.SKU{}
-		if err := projections.DecodeState(doc, fromJSON); err != nil {
+		fromJSON := &SKU{}
+		if err := DecodeState(doc, fromJSON); err != nil {
 			t.Fatalf("state %d: decode JSON: %v", i, err)
 		}
-		if again := projections.EncodeState(nil, fromJSON); string(again) != string(enc) {
+		if again := EncodeState(nil, fromJSON); string(again) != string(enc) {
 			t.Fatalf("state %d: the JSON form decodes to another state", i)
+		}
+	}
+}
+
+// TestBookRoundTrip checks the same of a line's book: the compact form
+// keeps the promise, the documents and the early events, and the JSON form
+// of earlier versions decodes to the same book.
+func TestBookRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 2000 {
+		want := &Line{OrderID: "o-1", SoldAt: time.Unix(1_800_000_000, 0).UTC()}
+		b := lineBook{}
+		fillState(t, rng, reflect.ValueOf(&b).Elem())
+		want.Promise, want.Docs, want.Early = b.Promise, b.Docs, b.Early
+		enc := want.encodeBook(nil)
+		got := &Line{OrderID: want.OrderID, SoldAt: want.SoldAt}
+		if err := got.decodeBook(enc); err != nil {
+			t.Fatalf("book %d: decode: %v", i, err)
+		}
+		if len(enc) == 0 { // the usual line: its promise is its sale's
+			want.Promise = Slot{At: want.SoldAt}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("book %d: compact form changed it:\n got %+v\nwant %+v", i, got, want)
+		}
+		doc, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromJSON := &Line{OrderID: want.OrderID, SoldAt: want.SoldAt}
+		if err := fromJSON.decodeBook(doc); err != nil {
+			t.Fatalf("book %d: decode JSON: %v", i, err)
+		}
+		if again := fromJSON.encodeBook(nil); string(again) != string(enc) {
+			t.Fatalf("book %d: the JSON form decodes to another book", i)
+		}
+		for n := 1; n < len(enc); n++ {
+			if err := (&Line{}).decodeBook(enc[:n]); err == nil {
+				t.Fatalf("book %d cut to %d of %d bytes was accepted", i, n, len(enc))
+			}
 		}
 	}
 }
@@ -104,15 +142,15 @@ func TestStateRoundTrip(t *testing.T) {
 // with one byte changed.
 func TestStateCorrupt(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	s := &projections.SKU{}
+	s := &SKU{}
 	fillState(t, rng, reflect.ValueOf(s).Elem())
-	enc := projections.EncodeState(nil, s)
+	enc := EncodeState(nil, s)
 	for n := range len(enc) {
-		if err := projections.DecodeState(enc[:n], &projections.SKU{}); err == nil {
+		if err := DecodeState(enc[:n], &SKU{}); err == nil {
 			t.Fatalf("a state cut to %d of %d bytes was accepted", n, len(enc))
 		}
 	}
-	if err := projections.DecodeState(append(enc, 0), &projections.SKU{}); err == nil {
+	if err := DecodeState(append(enc, 0), &SKU{}); err == nil {
 		t.Fatal("a state with a byte past its end was accepted")
 	}
 	for i := range 5000 {
@@ -124,10 +162,10 @@ func TestStateCorrupt(t *testing.T) {
 					t.Fatalf("change %d: decode panicked: %v", i, r)
 				}
 			}()
-			_ = projections.DecodeState(bad, &projections.SKU{})
+			_ = DecodeState(bad, &SKU{})
 		}()
 	}
-	if err := projections.DecodeState([]byte{0x7f}, &projections.SKU{}); err == nil || !strings.Contains(err.Error(), "unknown encoding") {
+	if err := DecodeState([]byte{0x7f}, &SKU{}); err == nil || !strings.Contains(err.Error(), "unknown encoding") {
 		t.Fatalf("unknown version: got %v", err)
 	}
 }
@@ -135,7 +173,7 @@ func TestStateCorrupt(t *testing.T) {
 // BenchmarkStateEncode compares the two forms of a SKU state as the fold
 // leaves one (a presale SKU with two suppliers, a pace, slots).
 func BenchmarkStateEncode(b *testing.B) {
-	s := &projections.SKU{}
+	s := &SKU{}
 	if err := json.Unmarshal([]byte(sampleState), s); err != nil {
 		b.Fatal(err)
 	}
@@ -149,18 +187,18 @@ func BenchmarkStateEncode(b *testing.B) {
 	var buf []byte
 	b.Run("compact", func(b *testing.B) {
 		for b.Loop() {
-			buf = projections.EncodeState(buf[:0], s)
+			buf = EncodeState(buf[:0], s)
 		}
 	})
 	doc, _ := json.Marshal(s)
-	b.Logf("bytes: json %d, compact %d", len(doc), len(projections.EncodeState(nil, s)))
+	b.Logf("bytes: json %d, compact %d", len(doc), len(EncodeState(nil, s)))
 	for _, form := range []struct {
 		name string
 		data []byte
-	}{{"decode-json", doc}, {"decode-compact", projections.EncodeState(nil, s)}} {
+	}{{"decode-json", doc}, {"decode-compact", EncodeState(nil, s)}} {
 		b.Run(form.name, func(b *testing.B) {
 			for b.Loop() {
-				if err := projections.DecodeState(form.data, &projections.SKU{}); err != nil {
+				if err := DecodeState(form.data, &SKU{}); err != nil {
 					b.Fatal(fmt.Errorf("%s: %w", form.name, err))
 				}
 			}
