@@ -54,13 +54,15 @@ func (dec decoder) predecode(m jetstream.Msg) jetstream.Msg {
 	return d
 }
 
-// decodeOnce returns the event the reader decoded, or decodes it now for a
-// message that did not come through the reader.
-func (dec decoder) decodeOnce(m jetstream.Msg, meta *jetstream.MsgMetadata) (ledger.Event, string) {
+// decodeOnce returns the event the reader decoded (not a copy: a batch
+// holds thousands), or decodes it now for a message that did not come
+// through the reader.
+func (dec decoder) decodeOnce(m jetstream.Msg, meta *jetstream.MsgMetadata) (*ledger.Event, string) {
 	if d, ok := m.(*decodedMsg); ok && d.metaErr == nil {
-		return d.event, d.reason
+		return &d.event, d.reason
 	}
-	return dec.decode(m, meta)
+	e, reason := dec.decode(m, meta)
+	return &e, reason
 }
 
 // decode turns a message into a valid event for its subject, or says why not.
@@ -112,6 +114,6 @@ var eventNamespace = uuid.MustParse("9e0d6b7c-51b4-4c55-8a3f-6d0e2f7a1b83")
 type delivery struct {
 	msg    jetstream.Msg
 	seq    uint64
-	event  ledger.Event
-	reason string // "" when event is valid for the message's subject
+	event  *ledger.Event // the decodedMsg's own; the fold does not change it
+	reason string        // "" when event is valid for the message's subject
 }

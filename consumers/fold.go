@@ -133,7 +133,7 @@ func (fo *folder) prepare(ctx context.Context, ds []delivery) ([]folding, []dead
 		if _, err := fo.shop(ctx, d.event.Shop); err != nil {
 			return nil, nil, err
 		}
-		recalls.Add(s, &d.event)
+		recalls.Add(s, d.event)
 		items = append(items, folding{d, s})
 	}
 	if err := recalls.Fetch(ctx, fo.store); err != nil {
@@ -154,7 +154,7 @@ func (fo *folder) apply(items []folding) foldResult {
 	for _, it := range items {
 		sh := fo.shops[it.s.Shop]
 		before := it.s.Contribution()
-		as, err := it.s.Apply(it.d.seq, &it.d.event)
+		as, err := it.s.Apply(it.d.seq, it.d.event)
 		if err != nil {
 			res.deads = append(res.deads, dead{it.d.msg, it.d.seq, err.Error()})
 			continue

@@ -40,7 +40,10 @@ func resetPeakRSS() {
 }
 
 // startProfile starts a CPU profile to file.mode when file is set and
-// returns the function that stops it.
+// returns the function that stops it. The heap's allocation profile is
+// written at both ends (file.mode.allocs0, file.mode.allocs), so that
+// `go tool pprof -sample_index=alloc_space -diff_base file.mode.allocs0
+// feedsim file.mode.allocs` shows what the profiled phases allocated.
 func startProfile(file, mode string) func() {
 	if file == "" {
 		return func() {}
@@ -55,7 +58,24 @@ func startProfile(file, mode string) func() {
 		f.Close()
 		return func() {}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	writeAllocs(file + "." + mode + ".allocs0")
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		writeAllocs(file + "." + mode + ".allocs")
+	}
+}
+
+// writeAllocs writes the heap's allocation profile so far to file.
+func writeAllocs(file string) {
+	f, err := os.Create(file)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		f.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "feedsim: allocation profile: %v\n", err)
+	}
 }
 
 // liveHeapMB returns the Go heap's live bytes as of the last collection
