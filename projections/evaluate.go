@@ -17,8 +17,7 @@ func (s *SKU) evaluate(seq uint64, at time.Time, changes []Alert) []Alert {
 	if short := s.spot.units - s.OnHand; short > 0 {
 		f := s.served.spot
 		changes = s.raise(changes, Alert{Kind: Oversold, Seq: seq, RaisedAt: at, UnitsShort: short, ExposureFen: f.unservedFen,
-			Message: fmt.Sprintf("%d units sold as spot with %d on hand: %s (%s) cannot ship, compensation %s",
-				s.spot.units, s.OnHand, plural(f.unservedLines, "line"), plural(f.unservedUnits, "unit"), Yuan(f.unservedFen))})
+			Message: s.text(textOversold, alertArgs{s.spot.units, s.OnHand, f.unservedLines, f.unservedUnits, f.unservedFen, 0, ""}, oversoldText)})
 	} else {
 		changes = s.resolve(changes, alertKey(Oversold, ""), seq, at)
 	}
@@ -26,8 +25,7 @@ func (s *SKU) evaluate(seq uint64, at time.Time, changes []Alert) []Alert {
 	if left := s.CapacityLeft(); left < 0 {
 		f := s.served.presale
 		changes = s.raise(changes, Alert{Kind: CapacityExceeded, Seq: seq, RaisedAt: at, UnitsShort: -left, ExposureFen: f.unservedFen,
-			Message: fmt.Sprintf("%d presale units sold and %d shipped against %d confirmed by suppliers: %s (%s) cannot ship, compensation %s",
-				s.presale.units, s.PresaleShipped, s.Capacity, plural(f.unservedLines, "line"), plural(f.unservedUnits, "unit"), Yuan(f.unservedFen))})
+			Message: s.text(textCapacityExceeded, alertArgs{s.presale.units, s.PresaleShipped, s.Capacity, f.unservedLines, f.unservedUnits, f.unservedFen, ""}, capacityExceededText)})
 	} else {
 		changes = s.resolve(changes, alertKey(CapacityExceeded, ""), seq, at)
 	}
@@ -39,8 +37,7 @@ func (s *SKU) evaluate(seq uint64, at time.Time, changes []Alert) []Alert {
 			// The message names only the alert's own figures: a sale that
 			// moves listed and the real limit together leaves the alert as
 			// it is, instead of publishing a new revision per sale.
-			Message: fmt.Sprintf("the platform offers %s more than it should show (%s): selling them risks %s",
-				plural(units, "unit"), s.limitName(), Yuan(units*per))})
+			Message: s.text(textPhantomStock, alertArgs{units, units * per, s.presaleFlag(), s.SafetyStock, 0, 0, ""}, phantomStockText)})
 	} else {
 		changes = s.resolve(changes, alertKey(PhantomStock, ""), seq, at)
 	}
@@ -56,20 +53,88 @@ func (s *SKU) evaluateCapacityLate(seq uint64, at time.Time, changes []Alert) []
 	}
 	days := (lr.worst + 24*time.Hour - 1) / (24 * time.Hour)
 	return s.raise(changes, Alert{Kind: CapacityLate, Seq: seq, RaisedAt: at, UnitsShort: lr.units, ExposureFen: lr.fen,
-		Message: fmt.Sprintf("%s (%s, first %s) will be ready only after their ship-by: the suppliers' lots deliver up to %s late, late compensation %s",
-			plural(lr.lines, "presale line"), plural(lr.units, "unit"), lr.first, plural(int64(days), "day"), Yuan(lr.fen))})
+		Message: s.text(textCapacityLate, alertArgs{lr.lines, lr.units, int64(days), lr.fen, 0, 0, lr.first}, capacityLateText)})
+}
+
+// Alert messages by kind: each is worked out from its figures (alertArgs)
+// alone, so that SKU.text can keep the last one.
+func oversoldText(a alertArgs) string {
+	return fmt.Sprintf("%d units sold as spot with %d on hand: %s (%s) cannot ship, compensation %s",
+		a.a, a.b, plural(a.c, "line"), plural(a.d, "unit"), Yuan(a.e))
+}
+
+func capacityExceededText(a alertArgs) string {
+	return fmt.Sprintf("%d presale units sold and %d shipped against %d confirmed by suppliers: %s (%s) cannot ship, compensation %s",
+		a.a, a.b, a.c, plural(a.d, "line"), plural(a.e, "unit"), Yuan(a.f))
+}
+
+func capacityLateText(a alertArgs) string {
+	return fmt.Sprintf("%s (%s, first %s) will be ready only after their ship-by: the suppliers' lots deliver up to %s late, late compensation %s",
+		plural(a.a, "presale line"), plural(a.b, "unit"), a.s, plural(a.c, "day"), Yuan(a.d))
+}
+
+func phantomStockText(a alertArgs) string {
+	return fmt.Sprintf("the platform offers %s more than it should show (%s): selling them risks %s",
+		plural(a.a, "unit"), limitName(a.c == 1, a.d), Yuan(a.b))
+}
+
+// presaleFlag is 1 for a presale SKU, for alertArgs.
+func (s *SKU) presaleFlag() int64 {
+	if s.SalesForm == ledger.Presale {
+		return 1
+	}
+	return 0
 }
 
 // limitName names what sellable is taken from.
-func (s *SKU) limitName() string {
+func limitName(presale bool, safety int64) string {
 	what := "available stock"
-	if s.SalesForm == ledger.Presale {
+	if presale {
 		what = "confirmed supplier capacity left"
 	}
-	if s.SafetyStock > 0 {
-		what += fmt.Sprintf(" less %d kept back", s.SafetyStock)
+	if safety > 0 {
+		what += fmt.Sprintf(" less %d kept back", safety)
 	}
 	return what
+}
+
+// alertArgs are the figures an alert's message is made of: up to six
+// numbers and a text.
+type alertArgs struct {
+	a, b, c, d, e, f int64
+	s                string
+}
+
+// Message kinds kept by SKU.text, one slot each.
+const (
+	textOversold = iota
+	textCapacityExceeded
+	textCapacityLate
+	textPhantomStock
+	textSelloutSoon
+	textKinds
+)
+
+// alertText is the last message of one kind a SKU worked out, and its
+// figures.
+type alertText struct {
+	args alertArgs
+	msg  string
+	set  bool
+}
+
+// text returns the message of kind k for args: the one worked out last
+// when the figures have not moved (most evaluations, since an open alert is
+// evaluated at every event of its SKU), else format(args), kept.
+func (s *SKU) text(k int, args alertArgs, format func(alertArgs) string) string {
+	if s.texts == nil {
+		s.texts = new([textKinds]alertText)
+	}
+	t := &s.texts[k]
+	if !t.set || t.args != args {
+		*t = alertText{args: args, msg: format(args), set: true}
+	}
+	return t.msg
 }
 
 // phantomUnits is how far a listed SKU's platform figure exceeds sellable.

@@ -169,6 +169,10 @@ func (s *SKU) evaluatePace(seq uint64, at time.Time, changes []Alert) []Alert {
 	// when the estimate moves by a minute, not at every sale.
 	mins := int64(eta.Sub(s.Pace.Latest) / time.Minute)
 	return s.raise(changes, Alert{Kind: SelloutSoon, Seq: seq, RaisedAt: at,
-		Message: fmt.Sprintf("at the pace of the last %d minutes the %s runs out in about %d minutes: restock, confirm capacity or set stock to zero",
-			PaceWindowMinutes, s.limitName(), mins)})
+		Message: s.text(textSelloutSoon, alertArgs{mins, s.presaleFlag(), s.SafetyStock, 0, 0, 0, ""}, selloutSoonText)})
+}
+
+func selloutSoonText(a alertArgs) string {
+	return fmt.Sprintf("at the pace of the last %d minutes the %s runs out in about %d minutes: restock, confirm capacity or set stock to zero",
+		PaceWindowMinutes, limitName(a.b == 1, a.c), a.a)
 }

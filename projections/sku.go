@@ -108,6 +108,9 @@ type SKU struct {
 	lots []lot
 	// served is what the last evaluation found of serving the open lines.
 	served serving
+	// texts keeps the last alert message of each kind (text); nil until
+	// the SKU's first alert, as most SKUs never have one.
+	texts *[textKinds]alertText
 	held
 }
 
