@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 )
 
@@ -130,11 +129,21 @@ func DecodeEvents(data []byte) ([]Event, error) {
 	return b.events, nil
 }
 
-// EncodeEvent encodes an event as the JSON stored on the stream.
+// EncodeEvent encodes an event as the JSON stored on the stream: the bytes
+// json.Marshal(e) gives, written by AppendEvent. Its error names the event;
+// it wraps a *json.MarshalerError for a time RFC 3339 cannot hold. It is
+// safe for concurrent use.
 func EncodeEvent(e *Event) ([]byte, error) {
-	data, err := json.Marshal(e)
+	// Most events fit encodeBufBytes: encoded on the stack, they cost one
+	// allocation, of their own size.
+	var buf [encodeBufBytes]byte
+	data, err := AppendEvent(buf[:0], e)
 	if err != nil {
 		return nil, fmt.Errorf("encode event %s: %w", e.ID, err)
 	}
-	return data, nil
+	return bytes.Clone(data), nil
 }
+
+// encodeBufBytes is the stack buffer EncodeEvent encodes into; a larger
+// event grows onto the heap.
+const encodeBufBytes = 512

@@ -80,3 +80,21 @@ func BenchmarkDecodeEvents(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncodeEvent encodes one sale, as the publisher does for every
+// event it publishes, and one listing with a title.
+func BenchmarkEncodeEvent(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		e    ledger.Event
+	}{{"sale", benchSale()}, {"listing", vtValid(ledger.Listing)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ledger.EncodeEvent(&c.e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
