@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -52,17 +51,14 @@ func (as alertSource) flush(ctx context.Context, floor uint64) (int, error) {
 }
 
 // publish sends one outbox entry to the alert stream without waiting for
-// its ack; the entry's checkpoint goes in a header (see skipPublished).
+// its ack: the bytes the store encoded at Stage, as they are; the entry's
+// checkpoint goes in a header (see skipPublished).
 func (as alertSource) publish(ob projections.OutboxAlert) (jetstream.PubAckFuture, error) {
-	data, err := json.Marshal(ob.Alert)
-	if err != nil {
-		return nil, err
-	}
-	msg := &nats.Msg{Subject: transport.AlertSubject(ob.Alert.Shop, string(ob.Alert.Kind)), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: transport.AlertSubject(ob.Shop, string(ob.Kind)), Data: ob.Data, Header: nats.Header{}}
 	msg.Header.Set(transport.HeaderCheckpoint, strconv.FormatUint(ob.Checkpoint, 10))
-	f, err := as.js.PublishMsgAsync(msg, jetstream.WithMsgID(ob.Alert.ID+":"+strconv.Itoa(ob.Alert.Rev)), jetstream.WithExpectStream(transport.AlertStream))
+	f, err := as.js.PublishMsgAsync(msg, jetstream.WithMsgID(ob.AlertID+":"+strconv.Itoa(ob.Rev)), jetstream.WithExpectStream(transport.AlertStream))
 	if err != nil {
-		return nil, fmt.Errorf("publish alert %s: %w", ob.Alert.ID, err)
+		return nil, fmt.Errorf("publish alert %s: %w", ob.AlertID, err)
 	}
 	return f, nil
 }

@@ -48,7 +48,7 @@ func (ss *syncSource) flush(ctx context.Context, _ uint64) (int, error) {
 	}
 	futures := make([]jetstream.PubAckFuture, 0, 2*len(pending))
 	for _, ob := range pending {
-		stale, err := ss.stale(ctx, ob.Instruction)
+		stale, err := ss.stale(ctx, &ob)
 		if err != nil {
 			return 0, err
 		}
@@ -70,26 +70,26 @@ func (ss *syncSource) flush(ctx context.Context, _ uint64) (int, error) {
 	return len(pending), nil
 }
 
-// stale reports whether, during a rebuild, in is at or below the last
-// instruction of its SKU on the stream (read once per SKU, then kept); it
-// moves the SKU's floor to in otherwise.
-func (ss *syncSource) stale(ctx context.Context, in projections.SyncInstruction) (bool, error) {
+// stale reports whether, during a rebuild, ob's instruction is at or below
+// the last instruction of its SKU on the stream (read once per SKU, then
+// kept); it moves the SKU's floor to ob's otherwise.
+func (ss *syncSource) stale(ctx context.Context, ob *projections.OutboxSync) (bool, error) {
 	if ss.floors == nil {
 		return false, nil
 	}
-	k := projections.SKUKey{Shop: in.Shop, SKU: in.SKU}
+	k := projections.SKUKey{Shop: ob.Shop, SKU: ob.SKU}
 	floor, ok := ss.floors[k]
 	if !ok {
 		var err error
-		if floor, err = ss.lastPublished(ctx, in.Shop, in.SKU); err != nil {
+		if floor, err = ss.lastPublished(ctx, ob.Shop, ob.SKU); err != nil {
 			return false, err
 		}
 	}
-	if in.Seq <= floor {
+	if ob.Seq <= floor {
 		ss.floors[k] = floor
 		return true, nil
 	}
-	ss.floors[k] = in.Seq
+	ss.floors[k] = ob.Seq
 	return false, nil
 }
 
@@ -111,32 +111,27 @@ func (ss *syncSource) lastPublished(ctx context.Context, shop, sku string) (uint
 }
 
 // publish sends one instruction to the stream and the bucket without
-// waiting for the acks.
+// waiting for the acks: the bytes the store encoded at Stage, as they are.
 func (ss *syncSource) publish(ob projections.OutboxSync) ([]jetstream.PubAckFuture, error) {
-	in := ob.Instruction
-	key := &nats.Msg{Subject: transport.SyncTargetKVSubject(in.Shop, in.SKU), Header: nats.Header{}}
+	key := &nats.Msg{Subject: transport.SyncTargetKVSubject(ob.Shop, ob.SKU), Header: nats.Header{}}
 	if ob.Clear {
 		key.Header.Set("KV-Operation", "DEL")
 		f, err := ss.js.PublishMsgAsync(key)
 		if err != nil {
-			return nil, fmt.Errorf("clear sync target %s/%s: %w", in.Shop, in.SKU, err)
+			return nil, fmt.Errorf("clear sync target %s/%s: %w", ob.Shop, ob.SKU, err)
 		}
 		return []jetstream.PubAckFuture{f}, nil
 	}
-	data, err := json.Marshal(in)
-	if err != nil {
-		return nil, err
-	}
-	msg := &nats.Msg{Subject: transport.SyncSubject(in.Shop, in.SKU), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: transport.SyncSubject(ob.Shop, ob.SKU), Data: ob.Data, Header: nats.Header{}}
 	msg.Header.Set(transport.HeaderCheckpoint, strconv.FormatUint(ob.Checkpoint, 10))
-	f1, err := ss.js.PublishMsgAsync(msg, jetstream.WithMsgID(in.Key), jetstream.WithExpectStream(transport.SyncStream))
+	f1, err := ss.js.PublishMsgAsync(msg, jetstream.WithMsgID(ob.Key), jetstream.WithExpectStream(transport.SyncStream))
 	if err != nil {
-		return nil, fmt.Errorf("publish sync instruction %s: %w", in.Key, err)
+		return nil, fmt.Errorf("publish sync instruction %s: %w", ob.Key, err)
 	}
-	key.Data = data
+	key.Data = ob.Data
 	f2, err := ss.js.PublishMsgAsync(key)
 	if err != nil {
-		return nil, fmt.Errorf("put sync target %s/%s: %w", in.Shop, in.SKU, err)
+		return nil, fmt.Errorf("put sync target %s/%s: %w", ob.Shop, ob.SKU, err)
 	}
 	return []jetstream.PubAckFuture{f1, f2}, nil
 }

@@ -3,6 +3,7 @@ package projections
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -145,7 +146,7 @@ type memWrite struct {
 // Stage implements Writer.
 func (m *MemoryStore) Stage(b *Batch) (CommitFunc, error) {
 	st := &memStaged{projector: b.Projector, prev: b.PrevSeq, last: b.LastSeq,
-		writes: make([]memWrite, len(b.SKUs)), alerts: slices.Clone(b.Alerts), sync: slices.Clone(b.Sync)}
+		writes: make([]memWrite, len(b.SKUs)), alerts: slices.Clone(b.Alerts)}
 	for i, s := range b.SKUs {
 		w := &st.writes[i]
 		w.key = SKUKey{s.Shop, s.SKU}
@@ -163,13 +164,16 @@ func (m *MemoryStore) Stage(b *Batch) (CommitFunc, error) {
 	for _, sh := range b.Shops {
 		st.shops = append(st.shops, Shop{Shop: sh.Shop, Totals: sh.Totals, LastSeq: sh.LastSeq})
 	}
+	if err := st.encodeOutbox(b); err != nil {
+		return nil, fmt.Errorf("commit batch to seq %d: %w", b.LastSeq, err)
+	}
 	return func(context.Context) error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if m.checkpoints[st.projector] != st.prev {
 			return ErrCheckpointMoved
 		}
-		if len(m.outbox)+len(st.alerts) > outboxMax || len(m.syncOutbox)+len(st.sync) > outboxMax {
+		if len(m.outbox)+len(st.outbox) > outboxMax || len(m.syncOutbox)+len(st.sync) > outboxMax {
 			return ErrOutboxFull
 		}
 		st.apply(m)
@@ -185,7 +189,29 @@ type memStaged struct {
 	writes     []memWrite
 	alerts     []Alert
 	shops      []Shop
-	sync       []SyncInstruction
+	// outbox and sync are the batch's outbox entries, encoded at Stage as
+	// the Postgres store encodes them; apply numbers them.
+	outbox []OutboxAlert
+	sync   []OutboxSync
+}
+
+// encodeOutbox encodes b's alert changes and sync instructions for the
+// outboxes.
+func (st *memStaged) encodeOutbox(b *Batch) error {
+	st.outbox, st.sync = make([]OutboxAlert, len(b.Alerts)), make([]OutboxSync, len(b.Sync))
+	for i := range b.Alerts {
+		var err error
+		if st.outbox[i], err = newOutboxAlert(&b.Alerts[i], b.LastSeq); err != nil {
+			return err
+		}
+	}
+	for i := range b.Sync {
+		var err error
+		if st.sync[i], err = newOutboxSync(&b.Sync[i], b.LastSeq); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // apply writes the batch. Caller holds m.mu.
@@ -216,12 +242,16 @@ func (st *memStaged) apply(m *MemoryStore) {
 				delete(rec.open, a.ID)
 			}
 		}
-		m.outboxNext++
-		m.outbox = append(m.outbox, OutboxAlert{ID: m.outboxNext, Alert: a, Checkpoint: st.last})
 	}
-	for _, in := range st.sync {
+	for _, ob := range st.outbox {
+		m.outboxNext++
+		ob.ID = m.outboxNext
+		m.outbox = append(m.outbox, ob)
+	}
+	for _, ob := range st.sync {
 		m.syncNext++
-		m.syncOutbox = append(m.syncOutbox, OutboxSync{ID: m.syncNext, Instruction: in, Clear: in.Clear, Checkpoint: st.last})
+		ob.ID = m.syncNext
+		m.syncOutbox = append(m.syncOutbox, ob)
 	}
 	m.checkpoints[st.projector] = st.last
 }

@@ -275,10 +275,15 @@ const (
 		units_short = EXCLUDED.units_short, exposure_fen = EXCLUDED.exposure_fen, seq = EXCLUDED.seq,
 		updated_seq = EXCLUDED.updated_seq, rev = EXCLUDED.rev`
 
-	sqlInsertOutbox = `INSERT INTO alert_outbox (alert, checkpoint)
-		SELECT a::jsonb, $2 FROM unnest($1::text[]) WITH ORDINALITY AS t(a, n) ORDER BY n`
-	sqlInsertSync = `INSERT INTO sync_outbox (instruction, clear, checkpoint)
-		SELECT i::jsonb, c, $3 FROM unnest($1::text[], $2::boolean[]) WITH ORDINALITY AS t(i, c, n) ORDER BY n`
+	// sqlInsertOutbox and sqlInsertSync append the outbox entries as the
+	// projector encoded them (bytea: Postgres does not parse them), with
+	// the columns the publishers route them by (see 006_outbox_bytes).
+	sqlInsertOutbox = `INSERT INTO alert_outbox (alert, alert_id, rev, shop, kind, checkpoint)
+		SELECT a, i, r, s, k, $6 FROM unnest($1::bytea[], $2::text[], $3::integer[], $4::text[], $5::text[])
+		WITH ORDINALITY AS t(a, i, r, s, k, n) ORDER BY n`
+	sqlInsertSync = `INSERT INTO sync_outbox (instruction, shop, sku, seq, key, clear, checkpoint)
+		SELECT i, s, k, q, y, c, $7 FROM unnest($1::bytea[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::boolean[])
+		WITH ORDINALITY AS t(i, s, k, q, y, c, n) ORDER BY n`
 	sqlUpsertShops = `INSERT INTO shops (shop, state, last_seq)
 		SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[])
 		ON CONFLICT (shop) DO UPDATE SET state = EXCLUDED.state, last_seq = EXCLUDED.last_seq`
@@ -328,12 +333,11 @@ type pgWrite struct {
 	newLines   [][]any     // lines new to the store: copied in
 	keys       keyColumns
 	al         alertColumns
-	docs       []string // every alert change, in order, for the outbox
-	shops      []string // shop names, and their states as JSON
+	outbox     outboxColumns // every alert change, in order
+	shops      []string      // shop names, and their states as JSON
 	shopStates [][]byte
 	shopSeqs   []uint64
-	sync       []string // every sync instruction, in order, for the outbox
-	syncClear  []bool
+	sync       syncColumns // every sync instruction, in order
 }
 
 func (w *pgWrite) addSKU(s *SKU, v *View) {
@@ -367,11 +371,11 @@ func (w *pgWrite) addAlerts(alerts []Alert) error {
 		if last[a.ID] == i {
 			w.al.add(a)
 		}
-		doc, err := json.Marshal(a)
+		ob, err := newOutboxAlert(a, w.last)
 		if err != nil {
-			return fmt.Errorf("encode alert %s: %w", a.ID, err)
+			return err
 		}
-		w.docs = append(w.docs, string(doc))
+		w.outbox.add(&ob)
 	}
 	return nil
 }
@@ -385,12 +389,12 @@ func (w *pgWrite) addShopsAndSync(shops []*Shop, sync []SyncInstruction) error {
 		}
 		w.shops, w.shopStates, w.shopSeqs = append(w.shops, sh.Shop), append(w.shopStates, state), append(w.shopSeqs, sh.LastSeq)
 	}
-	for _, in := range sync {
-		doc, err := json.Marshal(in)
+	for i := range sync {
+		ob, err := newOutboxSync(&sync[i], w.last)
 		if err != nil {
-			return fmt.Errorf("encode sync instruction %s: %w", in.Key, err)
+			return err
 		}
-		w.sync, w.syncClear = append(w.sync, string(doc)), append(w.syncClear, in.Clear)
+		w.sync.add(&ob)
 	}
 	return nil
 }
@@ -412,7 +416,7 @@ func (w *pgWrite) statements() *pgx.Batch {
 	if len(w.keys.key) > 0 {
 		batch.Queue(sqlInsertKeys, w.keys.args()...)
 	}
-	if len(w.docs) > 0 {
+	if len(w.outbox.data) > 0 {
 		batch.Queue(sqlUpsertAlerts, w.al.args()...)
 		// Outbox ids must become visible in id order: the publisher
 		// deletes "every id up to the last one it read", so a lower id
@@ -421,14 +425,14 @@ func (w *pgWrite) statements() *pgx.Batch {
 		// lock, held to the end of the transaction, orders their outbox
 		// writes.
 		batch.Queue(`SELECT pg_advisory_xact_lock($1)`, outboxLockKey)
-		batch.Queue(sqlInsertOutbox, w.docs, w.last)
+		batch.Queue(sqlInsertOutbox, w.outbox.data, w.outbox.alertID, w.outbox.rev, w.outbox.shop, w.outbox.kind, w.last)
 	}
 	if len(w.shops) > 0 {
 		batch.Queue(sqlUpsertShops, w.shops, w.shopStates, w.shopSeqs)
 	}
-	if len(w.sync) > 0 {
+	if len(w.sync.data) > 0 {
 		batch.Queue(`SELECT pg_advisory_xact_lock($1)`, syncLockKey)
-		batch.Queue(sqlInsertSync, w.sync, w.syncClear, w.last)
+		batch.Queue(sqlInsertSync, w.sync.data, w.sync.shop, w.sync.sku, w.sync.seq, w.sync.key, w.sync.clear, w.last)
 	}
 	return batch
 }
@@ -533,6 +537,31 @@ func (c *alertColumns) args() []any {
 		c.unitsShort, c.exposure, c.seq, c.updatedSeq, c.rev}
 }
 
+// outboxColumns are the alert outbox rows of a batch (sqlInsertOutbox).
+type outboxColumns struct {
+	data                [][]byte
+	alertID, shop, kind []string
+	rev                 []int
+}
+
+func (c *outboxColumns) add(ob *OutboxAlert) {
+	c.data, c.alertID, c.rev = append(c.data, ob.Data), append(c.alertID, ob.AlertID), append(c.rev, ob.Rev)
+	c.shop, c.kind = append(c.shop, ob.Shop), append(c.kind, string(ob.Kind))
+}
+
+// syncColumns are the sync outbox rows of a batch (sqlInsertSync).
+type syncColumns struct {
+	data           [][]byte
+	shop, sku, key []string
+	seq            []uint64
+	clear          []bool
+}
+
+func (c *syncColumns) add(ob *OutboxSync) {
+	c.data, c.shop, c.sku = append(c.data, ob.Data), append(c.shop, ob.Shop), append(c.sku, ob.SKU)
+	c.seq, c.key, c.clear = append(c.seq, ob.Seq), append(c.key, ob.Key), append(c.clear, ob.Clear)
+}
+
 // DueSKUs implements Writer. As with MemoryStore, a limit of 0 returns nothing
 // and a negative limit everything due.
 func (p *PostgresStore) DueSKUs(ctx context.Context, now time.Time, limit int) ([]SKUKey, error) {
@@ -621,19 +650,11 @@ func (p *PostgresStore) PendingAlerts(ctx context.Context, limit int) ([]OutboxA
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, _ := p.pool.Query(ctx, `SELECT id, alert, checkpoint FROM alert_outbox ORDER BY id LIMIT $1`, limit)
+	rows, _ := p.pool.Query(ctx, `SELECT id, alert_id, rev, shop, kind, alert, checkpoint FROM alert_outbox ORDER BY id LIMIT $1`, limit)
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OutboxAlert, error) {
-		var (
-			o   OutboxAlert
-			doc []byte
-		)
-		if err := row.Scan(&o.ID, &doc, &o.Checkpoint); err != nil {
-			return o, err
-		}
-		if err := json.Unmarshal(doc, &o.Alert); err != nil {
-			return o, fmt.Errorf("decode outbox entry %d: %w", o.ID, err)
-		}
-		return o, nil
+		var o OutboxAlert
+		err := row.Scan(&o.ID, &o.AlertID, &o.Rev, &o.Shop, &o.Kind, &o.Data, &o.Checkpoint)
+		return o, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read alert outbox: %w", err)

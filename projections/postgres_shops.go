@@ -80,20 +80,11 @@ func (p *PostgresStore) PendingSync(ctx context.Context, limit int) ([]OutboxSyn
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, _ := p.pool.Query(ctx, `SELECT id, instruction, clear, checkpoint FROM sync_outbox ORDER BY id LIMIT $1`, limit)
+	rows, _ := p.pool.Query(ctx, `SELECT id, shop, sku, seq, key, clear, instruction, checkpoint FROM sync_outbox ORDER BY id LIMIT $1`, limit)
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (OutboxSync, error) {
-		var (
-			o   OutboxSync
-			doc []byte
-		)
-		if err := row.Scan(&o.ID, &doc, &o.Clear, &o.Checkpoint); err != nil {
-			return o, err
-		}
-		if err := json.Unmarshal(doc, &o.Instruction); err != nil {
-			return o, fmt.Errorf("decode sync outbox entry %d: %w", o.ID, err)
-		}
-		o.Instruction.Clear = o.Clear
-		return o, nil
+		var o OutboxSync
+		err := row.Scan(&o.ID, &o.Shop, &o.SKU, &o.Seq, &o.Key, &o.Clear, &o.Data, &o.Checkpoint)
+		return o, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read sync outbox: %w", err)

@@ -2,7 +2,9 @@ package projections
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -61,14 +63,34 @@ type KeyRef struct {
 type CommitFunc func(ctx context.Context) error
 
 // OutboxSync is a sync instruction committed but not yet known to be
-// published.
+// published: the message as it goes out, and what the publisher needs to
+// route it, as written at Stage.
 type OutboxSync struct {
-	ID          int64
-	Instruction SyncInstruction
+	ID int64
+	// Shop, SKU, Seq and Key are the instruction's: its subject and bucket
+	// key, the sequence a rebuild compares with the stream's, and its
+	// Nats-Msg-Id.
+	Shop, SKU string
+	Seq       uint64
+	Key       string
 	// Clear carries SyncInstruction.Clear, which its JSON leaves out.
 	Clear bool
+	// Data is the instruction as json.Marshal encoded it when the batch was
+	// staged: the message published and put in the bucket, byte for byte
+	// (not sent for a clear).
+	Data []byte
 	// Checkpoint is the batch's LastSeq.
 	Checkpoint uint64
+}
+
+// newOutboxSync encodes in for the sync outbox of a batch that leaves
+// checkpoint; the store assigns ID.
+func newOutboxSync(in *SyncInstruction, checkpoint uint64) (OutboxSync, error) {
+	data, err := json.Marshal(in)
+	if err != nil {
+		return OutboxSync{}, fmt.Errorf("encode sync instruction %s: %w", in.Key, err)
+	}
+	return OutboxSync{Shop: in.Shop, SKU: in.SKU, Seq: in.Seq, Key: in.Key, Clear: in.Clear, Data: data, Checkpoint: checkpoint}, nil
 }
 
 // ShopHealth is what GET /v1/shops/{shop} answers: the shop's totals.
@@ -92,12 +114,32 @@ type ShopHealth struct {
 // dueWindow is how far ahead of a read ShopHealth.DueWithin24h looks.
 const dueWindow = 24 * time.Hour
 
-// OutboxAlert is an alert change committed but not yet known to be published.
+// OutboxAlert is an alert change committed but not yet known to be
+// published: the message as it goes out, and what the publisher needs to
+// route it, as written at Stage.
 type OutboxAlert struct {
-	ID    int64
-	Alert Alert
+	ID int64
+	// AlertID and Rev are the change's alert id and revision (its
+	// Nats-Msg-Id is <alert id>:<rev>); Shop and Kind its subject's.
+	AlertID string
+	Rev     int
+	Shop    string
+	Kind    AlertKind
+	// Data is the alert change as json.Marshal encoded it when the batch
+	// was staged: the message published, byte for byte.
+	Data []byte
 	// Checkpoint is the batch's LastSeq.
 	Checkpoint uint64
+}
+
+// newOutboxAlert encodes a for the outbox of a batch that leaves
+// checkpoint; the store assigns ID.
+func newOutboxAlert(a *Alert, checkpoint uint64) (OutboxAlert, error) {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return OutboxAlert{}, fmt.Errorf("encode alert %s: %w", a.ID, err)
+	}
+	return OutboxAlert{AlertID: a.ID, Rev: a.Rev, Shop: a.Shop, Kind: a.Kind, Data: data, Checkpoint: checkpoint}, nil
 }
 
 // AlertFilter selects alerts in reads.

@@ -10,6 +10,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -26,6 +29,8 @@ const (
 	connectTimeout = 5 * time.Second
 	// cleanupTimeout bounds dropping the schema after the test.
 	cleanupTimeout = 30 * time.Second
+	// migrateTimeout bounds MigrateTo.
+	migrateTimeout = 60 * time.Second
 	// schemaRandomBytes makes schema names unique: "t_" and 16 hex digits.
 	schemaRandomBytes = 8
 )
@@ -83,4 +88,48 @@ func redact(url string) string {
 		return "(unparsable " + URLEnv + ")"
 	}
 	return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+}
+
+// MigrateTo brings schema to an older version of the store's schema, for a
+// test of a migration on the rows that version holds: it applies the files
+// of dir (the store's migrations directory) whose version is at most
+// version, in order, and records them in schema_migrations as the store's
+// OpenPostgres does, which then applies only the later ones.
+func MigrateTo(t testing.TB, url, schema, dir string, version int) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "[0-9][0-9][0-9]_*.sql"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("pgtest: migrations in %s: %v (%d files)", dir, err, len(files))
+	}
+	sort.Strings(files)
+	ctx, cancel := context.WithTimeout(context.Background(), migrateTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest: migrate schema %s: %v", schema, err)
+	}
+	defer conn.Close(context.Background())
+	// The same table as the store's (projections.OpenPostgres).
+	setup := `SET search_path TO ` + pgx.Identifier{schema}.Sanitize() + `;
+		CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL)`
+	if _, err := conn.Exec(ctx, setup); err != nil {
+		t.Fatalf("pgtest: migrate schema %s: %v", schema, err)
+	}
+	for _, f := range files {
+		v, err := strconv.Atoi(filepath.Base(f)[:3])
+		if err != nil || v > version {
+			continue
+		}
+		sql, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		// No arguments: the simple protocol, which runs several statements.
+		if _, err := conn.Exec(ctx, string(sql)); err != nil {
+			t.Fatalf("pgtest: apply %s to schema %s: %v", filepath.Base(f), schema, err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())`, v); err != nil {
+			t.Fatalf("pgtest: record %s in schema %s: %v", filepath.Base(f), schema, err)
+		}
+	}
 }
