@@ -170,9 +170,10 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store Store, o Options)
 		commits: &committer{store: store, name: o.Name, log: log, health: h},
 		applied: newAppliedSeq(),
 		alerts:  newOutboxPublisher(alertSource{js: js, outbox: store}, js, log),
-		syncSrc: &syncSource{js: js, outbox: store},
+		syncSrc: &syncSource{js: js, outbox: store, reader: store, own: ownership{partitions: o.Partitions, part: o.Partition}},
 		health:  h,
 	}
+	pr.syncSrc.applied = pr.applied.load
 	pr.sync = newOutboxPublisher(pr.syncSrc, js, log)
 	pr.loop = newBatchLoop(js, o, pr, h, log)
 	// The order in which a commit is told: metrics, waiters, then the
@@ -226,14 +227,28 @@ func (pr *Projector) skipPublished(ctx context.Context, ckpt uint64) {
 	switch {
 	case pr.o.SkipPublishedAlerts:
 		pr.alerts.skipPublished(ctx)
-		pr.syncSrc.rebuilding()
+		pr.rebuildingSync(ctx)
 	case ckpt == 0:
 		if acked := pr.loop.ackedBefore(ctx); acked > 0 {
 			pr.alerts.skipBelow(acked + 1)
-			pr.syncSrc.rebuilding()
+			pr.rebuildingSync(ctx)
 			pr.log.Info("rebuilding from sequence 1: alert changes and sync instructions up to the old acknowledgement are not published again", "acked", acked)
 		}
 	}
+}
+
+// rebuildingSync makes the sync publisher pass over what the stream has
+// and, once the rebuild has committed the last event the stream holds now,
+// reconcile the targets bucket with the read model (syncSource.reconcile).
+// When that event cannot be read, the bucket is left as the outbox makes it.
+func (pr *Projector) rebuildingSync(ctx context.Context) {
+	pr.syncSrc.rebuilding()
+	last, err := transport.LastSeqFromLeader(ctx, pr.syncSrc.js.Conn(), transport.EventStream, pr.o.FilterSubject)
+	if err != nil {
+		pr.log.Warn("rebuild: last event not read; sync targets will not be reconciled", "err", err)
+		return
+	}
+	pr.syncSrc.reconcileAt = last
 }
 
 // Held returns how many SKU states the projector holds in memory and how

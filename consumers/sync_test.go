@@ -140,3 +140,58 @@ func waitTarget(t *testing.T, js jetstream.JetStream, key string, present bool) 
 		}
 	}
 }
+
+// TestSyncRebuildReconciles: a rebuild's instructions follow its own batch
+// boundaries, so a bucket key the run before it left (its last put, or one
+// a crash cut off from its clear) may have no instruction of the rebuild to
+// replace it. Once the rebuild has caught up, every key of the bucket says
+// what the read model calls for: a stale key of a SKU with nothing due is
+// deleted, a key with other figures is put right.
+func TestSyncRebuildReconciles(t *testing.T) {
+	nc, js := consumertest.StartNATS(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := consumers.NewProjector(nc, js, projections.NewMemoryStore(), consumers.Options{Log: testLog(t), SkipPublishedAlerts: true})
+	stop := runProjector(t, p)
+	publish(t, pub, listing("s1", "a", 10), sale("s1", "a", "o-1", 2), listing("s1", "b", 5))
+	last := publish(t, pub, ledger.Event{Type: ledger.Recount, Shop: "s1", SKU: "a", Counted: ledger.Int64(5)})
+	waitApplied(t, p, last)
+	want := waitTarget(t, js, "s1.a", true)
+	stop()
+
+	// What a crashed run could leave: b's target (b has nothing due) and
+	// a's with figures the read model does not have.
+	kv, err := js.KeyValue(ctx, transport.SyncTargetsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := map[string]projections.SyncInstruction{
+		"s1.b": {Shop: "s1", SKU: "b", Listed: 9, Sellable: 0, Delta: -9, Seq: 3, Key: projections.SyncKey("s1", "b", 3)},
+		"s1.a": {Shop: "s1", SKU: "a", Listed: 47, Sellable: 26, Delta: -21, Seq: 2, Key: projections.SyncKey("s1", "a", 2)},
+	}
+	for key, in := range stale {
+		data, _ := json.Marshal(in)
+		if _, err := kv.Put(ctx, key, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	p2 := consumers.NewProjector(nc, js, projections.NewMemoryStore(), consumers.Options{Log: testLog(t), SkipPublishedAlerts: true})
+	runProjector(t, p2)
+	waitApplied(t, p2, last)
+	waitTarget(t, js, "s1.b", false)
+	deadline := time.Now().Add(10 * time.Second)
+	for got := waitTarget(t, js, "s1.a", true); got != want; got = waitTarget(t, js, "s1.a", true) {
+		if time.Now().After(deadline) {
+			t.Fatalf("s1.a target %+v after the rebuild, want %+v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,8 +1,10 @@
 package consumers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -28,6 +30,14 @@ type syncSource struct {
 	// state the platform was told of already (or one a later instruction
 	// replaced), and is passed over, a clear too. Nil otherwise.
 	floors map[projections.SKUKey]uint64
+	// After a rebuild has committed reconcileAt (0: nothing to do) and
+	// published its instructions, reconcile brings the bucket in line with
+	// the read model (reader) once, for the shops own says are this
+	// projector's; applied is the projector's committed sequence.
+	reconcileAt uint64
+	applied     func() uint64
+	reader      skuReader
+	own         ownership
 }
 
 func (*syncSource) name() string          { return "sync instruction" }
@@ -43,19 +53,27 @@ func (ss *syncSource) rebuilding() { ss.floors = make(map[projections.SKUKey]uin
 // instructions' own sequences say what is stale (floors).
 func (ss *syncSource) flush(ctx context.Context, _ uint64) (int, error) {
 	pending, err := ss.outbox.PendingSync(ctx, outboxBatchMax)
-	if err != nil || len(pending) == 0 {
+	if err != nil {
 		return 0, err
+	}
+	if len(pending) == 0 {
+		return 0, ss.reconcileDue(ctx)
 	}
 	futures := make([]jetstream.PubAckFuture, 0, 2*len(pending))
 	for _, ob := range pending {
-		stale, err := ss.stale(ctx, &ob)
+		told, err := ss.told(ctx, &ob)
 		if err != nil {
 			return 0, err
 		}
-		if stale {
+		var fs []jetstream.PubAckFuture
+		switch told {
+		case toldBefore:
 			continue
+		case toldLast:
+			fs, err = ss.putTarget(ob)
+		default:
+			fs, err = ss.publish(ob)
 		}
-		fs, err := ss.publish(ob)
 		if err != nil {
 			return 0, err
 		}
@@ -70,27 +88,110 @@ func (ss *syncSource) flush(ctx context.Context, _ uint64) (int, error) {
 	return len(pending), nil
 }
 
-// stale reports whether, during a rebuild, ob's instruction is at or below
-// the last instruction of its SKU on the stream (read once per SKU, then
-// kept); it moves the SKU's floor to ob's otherwise.
-func (ss *syncSource) stale(ctx context.Context, ob *projections.OutboxSync) (bool, error) {
+// reconcileDue runs reconcile once the rebuild has committed reconcileAt
+// and its outbox is empty (the caller found it so).
+func (ss *syncSource) reconcileDue(ctx context.Context) error {
+	if ss.reconcileAt == 0 || ss.applied() < ss.reconcileAt {
+		return nil
+	}
+	if err := ss.reconcile(ctx); err != nil {
+		return fmt.Errorf("reconcile sync targets: %w", err)
+	}
+	ss.reconcileAt = 0
+	return nil
+}
+
+// reconcile puts in the bucket, for every key of this projector's shops,
+// the instruction the read model calls for (InstructionOf), or deletes the
+// key when none is due. A rebuild's instructions depend on its batch
+// boundaries (SKU.Sync runs once per SKU per batch), which differ from
+// those of the run that filled the bucket: a key put by that run may have
+// no later instruction or clear in the rebuild to replace it.
+func (ss *syncSource) reconcile(ctx context.Context) error {
+	kv, err := ss.js.KeyValue(ctx, transport.SyncTargetsBucket)
+	if err != nil {
+		return err
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop() //nolint:errcheck // a watcher's stop error tells nothing here
+	var futures []jetstream.PubAckFuture
+	for e := range w.Updates() {
+		if e == nil {
+			break // every current value seen
+		}
+		var held projections.SyncInstruction
+		if json.Unmarshal(e.Value(), &held) != nil || !ss.own.owns(held.Shop) {
+			continue
+		}
+		fs, err := ss.mend(ctx, held, e.Value())
+		if err != nil {
+			return err
+		}
+		futures = append(futures, fs...)
+	}
+	return awaitAcks(ctx, futures)
+}
+
+// mend puts the instruction the read model calls for in place of held
+// (stored as data), or clears its key; nothing when data is already right.
+func (ss *syncSource) mend(ctx context.Context, held projections.SyncInstruction, data []byte) ([]jetstream.PubAckFuture, error) {
+	ob := projections.OutboxSync{Shop: held.Shop, SKU: held.SKU, Clear: true}
+	v, err := ss.reader.SKU(ctx, held.Shop, held.SKU)
+	switch {
+	case errors.Is(err, projections.ErrNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		if in, due := projections.InstructionOf(&v); due {
+			if ob.Data, err = json.Marshal(in); err != nil {
+				return nil, err
+			}
+			if bytes.Equal(ob.Data, data) {
+				return nil, nil
+			}
+			ob.Clear = false
+		}
+	}
+	return ss.putTarget(ob)
+}
+
+// What a rebuild finds of an instruction on the stream (told).
+const (
+	toldNot    = iota // not on the stream: publish it
+	toldBefore        // below the SKU's last one there: pass it over
+	toldLast          // the SKU's last one there: put it in the bucket again
+)
+
+// told says, during a rebuild, where ob's instruction stands against the
+// last instruction of its SKU on the stream (read once per SKU, then
+// kept), and moves the SKU's floor to ob's when it is new. The last one
+// told is put in the bucket again: a crash between its stream publish and
+// its bucket put leaves the bucket behind the stream, and nothing else
+// would mend it.
+func (ss *syncSource) told(ctx context.Context, ob *projections.OutboxSync) (int, error) {
 	if ss.floors == nil {
-		return false, nil
+		return toldNot, nil
 	}
 	k := projections.SKUKey{Shop: ob.Shop, SKU: ob.SKU}
 	floor, ok := ss.floors[k]
 	if !ok {
 		var err error
 		if floor, err = ss.lastPublished(ctx, ob.Shop, ob.SKU); err != nil {
-			return false, err
+			return toldNot, err
 		}
-	}
-	if ob.Seq <= floor {
 		ss.floors[k] = floor
-		return true, nil
+	}
+	switch {
+	case ob.Seq < floor:
+		return toldBefore, nil
+	case ob.Seq == floor:
+		return toldLast, nil
 	}
 	ss.floors[k] = ob.Seq
-	return false, nil
+	return toldNot, nil
 }
 
 // lastPublished reads the sequence of the SKU's last instruction on the
@@ -110,17 +211,28 @@ func (ss *syncSource) lastPublished(ctx context.Context, shop, sku string) (uint
 	return in.Seq, nil
 }
 
-// publish sends one instruction to the stream and the bucket without
-// waiting for the acks: the bytes the store encoded at Stage, as they are.
-func (ss *syncSource) publish(ob projections.OutboxSync) ([]jetstream.PubAckFuture, error) {
-	key := &nats.Msg{Subject: transport.SyncTargetKVSubject(ob.Shop, ob.SKU), Header: nats.Header{}}
+// putTarget puts one instruction (or its clear) in the bucket without
+// waiting for the ack.
+func (ss *syncSource) putTarget(ob projections.OutboxSync) ([]jetstream.PubAckFuture, error) {
+	key := &nats.Msg{Subject: transport.SyncTargetKVSubject(ob.Shop, ob.SKU), Header: nats.Header{}, Data: ob.Data}
+	what := "put"
 	if ob.Clear {
 		key.Header.Set("KV-Operation", "DEL")
-		f, err := ss.js.PublishMsgAsync(key)
-		if err != nil {
-			return nil, fmt.Errorf("clear sync target %s/%s: %w", ob.Shop, ob.SKU, err)
-		}
-		return []jetstream.PubAckFuture{f}, nil
+		key.Data, what = nil, "clear"
+	}
+	f, err := ss.js.PublishMsgAsync(key)
+	if err != nil {
+		return nil, fmt.Errorf("%s sync target %s/%s: %w", what, ob.Shop, ob.SKU, err)
+	}
+	return []jetstream.PubAckFuture{f}, nil
+}
+
+// publish sends one instruction to the stream and the bucket without
+// waiting for the acks: the bytes the store encoded at Stage, as they are.
+// A clear only deletes the bucket's key.
+func (ss *syncSource) publish(ob projections.OutboxSync) ([]jetstream.PubAckFuture, error) {
+	if ob.Clear {
+		return ss.putTarget(ob)
 	}
 	msg := &nats.Msg{Subject: transport.SyncSubject(ob.Shop, ob.SKU), Data: ob.Data, Header: nats.Header{}}
 	msg.Header.Set(transport.HeaderCheckpoint, strconv.FormatUint(ob.Checkpoint, 10))
@@ -128,10 +240,9 @@ func (ss *syncSource) publish(ob projections.OutboxSync) ([]jetstream.PubAckFutu
 	if err != nil {
 		return nil, fmt.Errorf("publish sync instruction %s: %w", ob.Key, err)
 	}
-	key.Data = ob.Data
-	f2, err := ss.js.PublishMsgAsync(key)
+	f2, err := ss.putTarget(ob)
 	if err != nil {
-		return nil, fmt.Errorf("put sync target %s/%s: %w", ob.Shop, ob.SKU, err)
+		return nil, err
 	}
-	return []jetstream.PubAckFuture{f1, f2}, nil
+	return append(f2, f1), nil
 }
