@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -17,12 +18,38 @@ import (
 type alertSource struct {
 	js     jetstream.JetStream
 	outbox projections.Outbox
+	// partitioned: projectors of several partitions share the outbox, and
+	// each drains all of it; the fast path (publishing from memory) is
+	// not taken, as its checkpoints would pass over the others' entries.
+	partitioned bool
 }
 
 func (alertSource) name() string          { return "alert" }
 func (alertSource) wanted(f *flight) bool { return f.alerts > 0 }
 func (alertSource) stream() string        { return transport.AlertStream }
 func (alertSource) subjects() string      { return transport.AlertSubjectRoot + ".>" }
+
+// fast implements outboxSource.
+func (as alertSource) fast() bool { return !as.partitioned }
+
+// publishFlight implements outboxSource: f's alert changes, encoded as the
+// store encoded them for its outbox.
+func (as alertSource) publishFlight(f *flight) ([]jetstream.PubAckFuture, error) {
+	futures := make([]jetstream.PubAckFuture, 0, len(f.alertList))
+	for i := range f.alertList {
+		a := &f.alertList[i]
+		data, err := json.Marshal(a)
+		if err != nil {
+			return nil, fmt.Errorf("encode alert %s: %w", a.ID, err)
+		}
+		fut, err := as.publish(projections.OutboxAlert{AlertID: a.ID, Rev: a.Rev, Shop: a.Shop, Kind: a.Kind, Data: data, Checkpoint: f.lastSeq})
+		if err != nil {
+			return nil, err
+		}
+		futures = append(futures, fut)
+	}
+	return futures, nil
+}
 
 // flush implements outboxSource.
 func (as alertSource) flush(ctx context.Context, floor uint64) (int, error) {

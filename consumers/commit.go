@@ -25,8 +25,12 @@ type flight struct {
 	views   [][]byte // JSON of changed[i]'s view, as committed
 	alerts  int
 	syncs   int // sync instructions
-	lastSeq uint64
-	stats   *BatchStats // nil for a sweep
+	// alertList and syncList are the batch's alert changes and sync
+	// instructions, for the outboxes' fast path (outboxPublisher).
+	alertList []projections.Alert
+	syncList  []projections.SyncInstruction
+	lastSeq   uint64
+	stats     *BatchStats // nil for a sweep
 	// took (the write's own time, retries included) and err (its outcome)
 	// are set before done is closed.
 	took time.Duration

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,6 +37,11 @@ type outboxSource interface {
 	// stream and subjects name where the entries go, for lastPublished.
 	stream() string
 	subjects() string
+	// fast reports whether f's entries may be published from memory now
+	// (see outboxPublisher); publishFlight sends them, in order, without
+	// waiting for the acks.
+	fast() bool
+	publishFlight(f *flight) ([]jetstream.PubAckFuture, error)
 }
 
 // outboxPublisher drains one of the store's outboxes onto its stream. The
@@ -44,7 +50,16 @@ type outboxSource interface {
 // between commit and publish loses none, and each entry carries an
 // idempotency key, so that one published twice (a crash between publish
 // and delete) is stored once within the stream's duplicate window. It runs
-// on a goroutine of its own (start); committed only kicks it.
+// on a goroutine of its own (start).
+//
+// The fast path: once a drain of the outbox has found nothing left, each
+// committed batch's entries are published from memory as soon as the batch
+// commits (committed queues them), in commit order, without reading the
+// outbox back; the drain then runs every outboxEvery only, passing over
+// (and deleting) the entries of batches the fast path published. A fast
+// publish that fails, a full queue, or a source that cannot take the fast
+// path now (fast) send the publisher back to draining, which publishes
+// every entry not known to be published, in outbox order.
 type outboxPublisher struct {
 	src outboxSource
 	js  jetstream.JetStream
@@ -54,17 +69,39 @@ type outboxPublisher struct {
 	// Set before start.
 	floor uint64
 	kick  chan struct{} // one kick pending at most
+	// mem queues committed flights for the fast path; lost is set when
+	// one did not fit, fastOn while the fast path is taken. Read by the
+	// fold loop (committed), written by the publisher.
+	mem    chan *flight
+	lost   atomic.Bool
+	fastOn atomic.Bool
+	// memFloor: the entries of batches whose checkpoint lies below it were
+	// published by the fast path, acknowledged. The publisher's own.
+	memFloor uint64
 }
+
+// outboxMemMax bounds the flights queued for the fast path.
+const outboxMemMax = 256
 
 func newOutboxPublisher(src outboxSource, js jetstream.JetStream, log *slog.Logger) *outboxPublisher {
-	return &outboxPublisher{src: src, js: js, log: log, kick: make(chan struct{}, 1)}
+	return &outboxPublisher{src: src, js: js, log: log, kick: make(chan struct{}, 1), mem: make(chan *flight, outboxMemMax)}
 }
 
-// committed kicks the publisher when f wrote to its outbox.
+// committed queues f for the fast path when it wrote to the outbox, and
+// kicks a drain when the fast path is not taken.
 func (op *outboxPublisher) committed(_ context.Context, f *flight) {
-	if op.src.wanted(f) {
-		op.kickNow()
+	if !op.src.wanted(f) {
+		return
 	}
+	if op.fastOn.Load() {
+		select {
+		case op.mem <- f:
+			return
+		default:
+			op.lost.Store(true)
+		}
+	}
+	op.kickNow()
 }
 
 // kickNow makes the publisher read the outbox now; a kick already pending
@@ -92,31 +129,71 @@ func (op *outboxPublisher) start(ctx context.Context) (stop func()) {
 	}
 }
 
-// run publishes the outbox every outboxEvery, and at once when kicked,
-// until ctx ends.
+// run drains the outbox at start, every outboxEvery and when kicked, and
+// publishes queued flights on the fast path, until ctx ends.
 func (op *outboxPublisher) run(ctx context.Context) {
 	tick := time.NewTicker(outboxEvery)
 	defer tick.Stop()
+	op.drain(ctx)
 	for {
-		for {
-			n, err := op.src.flush(ctx, op.floor)
-			if err != nil {
-				if ctx.Err() == nil {
-					op.log.Warn(op.src.name()+" publish failed; will retry", "err", err)
-				}
-				break
-			}
-			if n < outboxBatchMax {
-				break
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
+		case f := <-op.mem:
+			op.publishFast(ctx, f)
 		case <-op.kick:
+			op.drain(ctx)
 		case <-tick.C:
+			op.drain(ctx)
 		}
 	}
+}
+
+// drain publishes what the outbox holds that is not known to be published,
+// oldest first, until it is empty; then the fast path is taken if the
+// source allows it.
+func (op *outboxPublisher) drain(ctx context.Context) {
+	for {
+		n, err := op.src.flush(ctx, max(op.floor, op.memFloor))
+		if err != nil {
+			if ctx.Err() == nil {
+				op.log.Warn(op.src.name()+" publish failed; will retry", "err", err)
+			}
+			op.fastOn.Store(false)
+			return
+		}
+		if n < outboxBatchMax {
+			break
+		}
+	}
+	op.fastOn.Store(op.src.fast())
+}
+
+// publishFast publishes a queued flight's entries and waits for their
+// acks; it falls back to a drain when the fast path was left (a flight
+// lost to a full queue) or the publish fails.
+func (op *outboxPublisher) publishFast(ctx context.Context, f *flight) {
+	if op.lost.Swap(false) || !op.fastOn.Load() {
+		op.fastOn.Store(false)
+		op.drain(ctx)
+		return
+	}
+	futures, err := op.src.publishFlight(f)
+	if err == nil {
+		err = awaitAcks(ctx, futures)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			op.log.Warn(op.src.name()+" publish failed; draining the outbox", "err", err)
+		}
+		op.fastOn.Store(false)
+		op.drain(ctx)
+		return
+	}
+	// A sweep's flight carries the checkpoint of the batch before it: the
+	// entries at memFloor itself are not passed over (a drain publishes
+	// them again, and the stream keeps them out by their ids).
+	op.memFloor = max(op.memFloor, f.lastSeq)
 }
 
 // skipPublished sets the floor to the batch checkpoint of the last message

@@ -43,6 +43,7 @@ func (pr *Projector) apply(ctx context.Context, batch []jetstream.Msg, fresh []d
 		return err
 	}
 	f := &flight{batch: batch, changed: res.changed, alerts: len(res.alerts), syncs: len(res.sync), lastSeq: lastSeq,
+		alertList: res.alerts, syncList: res.sync,
 		stats: &BatchStats{Messages: len(batch), Applied: res.applied}}
 	if err := pr.commits.launch(ctx, f, res); err != nil {
 		return pr.reset(ctx, err)
@@ -67,7 +68,7 @@ func (pr *Projector) sweep(ctx context.Context) error {
 	if len(res.changed) == 0 {
 		return nil
 	}
-	f := &flight{changed: res.changed, alerts: len(res.alerts), lastSeq: pr.commits.ckpt}
+	f := &flight{changed: res.changed, alerts: len(res.alerts), alertList: res.alerts, lastSeq: pr.commits.ckpt}
 	if err := pr.commits.launch(ctx, f, res); err != nil {
 		return fmt.Errorf("sweep: %w", pr.reset(ctx, err))
 	}

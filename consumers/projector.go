@@ -169,7 +169,7 @@ func NewProjector(nc *nats.Conn, js jetstream.JetStream, store Store, o Options)
 		deads:   &deadLetters{js: js, hook: o.Hooks.DeadLettered, log: log},
 		commits: &committer{store: store, name: o.Name, log: log, health: h},
 		applied: newAppliedSeq(),
-		alerts:  newOutboxPublisher(alertSource{js: js, outbox: store}, js, log),
+		alerts:  newOutboxPublisher(alertSource{js: js, outbox: store, partitioned: o.Partitions >= 2}, js, log),
 		syncSrc: &syncSource{js: js, outbox: store, reader: store, own: ownership{partitions: o.Partitions, part: o.Partition}},
 		health:  h,
 	}

@@ -49,9 +49,39 @@ func (*syncSource) subjects() string      { return transport.SyncSubjectRoot + "
 // SKU (floors). Call it before the publisher starts.
 func (ss *syncSource) rebuilding() { ss.floors = make(map[projections.SKUKey]uint64) }
 
-// flush implements outboxSource. The checkpoint floor is not used: the
-// instructions' own sequences say what is stale (floors).
-func (ss *syncSource) flush(ctx context.Context, _ uint64) (int, error) {
+// fast implements outboxSource: not while a rebuild decides what the stream
+// has (floors) or has still to reconcile the bucket, nor with partitions
+// (see alertSource.partitioned).
+func (ss *syncSource) fast() bool {
+	return ss.floors == nil && ss.reconcileAt == 0 && ss.own.partitions < 2
+}
+
+// publishFlight implements outboxSource: f's instructions, encoded as the
+// store encoded them for its outbox.
+func (ss *syncSource) publishFlight(f *flight) ([]jetstream.PubAckFuture, error) {
+	futures := make([]jetstream.PubAckFuture, 0, 2*len(f.syncList))
+	for i := range f.syncList {
+		in := &f.syncList[i]
+		ob := projections.OutboxSync{Shop: in.Shop, SKU: in.SKU, Seq: in.Seq, Key: in.Key, Clear: in.Clear, Checkpoint: f.lastSeq}
+		if !in.Clear {
+			var err error
+			if ob.Data, err = json.Marshal(in); err != nil {
+				return nil, fmt.Errorf("encode sync instruction %s: %w", in.Key, err)
+			}
+		}
+		fs, err := ss.publish(ob)
+		if err != nil {
+			return nil, err
+		}
+		futures = append(futures, fs...)
+	}
+	return futures, nil
+}
+
+// flush implements outboxSource. Entries of batches below floor were
+// published by the fast path; during a rebuild the instructions' own
+// sequences say what the stream has (told).
+func (ss *syncSource) flush(ctx context.Context, floor uint64) (int, error) {
 	pending, err := ss.outbox.PendingSync(ctx, outboxBatchMax)
 	if err != nil {
 		return 0, err
@@ -61,6 +91,9 @@ func (ss *syncSource) flush(ctx context.Context, _ uint64) (int, error) {
 	}
 	futures := make([]jetstream.PubAckFuture, 0, 2*len(pending))
 	for _, ob := range pending {
+		if ob.Checkpoint < floor {
+			continue
+		}
 		told, err := ss.told(ctx, &ob)
 		if err != nil {
 			return 0, err
@@ -97,7 +130,9 @@ func (ss *syncSource) reconcileDue(ctx context.Context) error {
 	if err := ss.reconcile(ctx); err != nil {
 		return fmt.Errorf("reconcile sync targets: %w", err)
 	}
-	ss.reconcileAt = 0
+	// What the stream had at start is behind: every instruction from now
+	// on is new to it.
+	ss.reconcileAt, ss.floors = 0, nil
 	return nil
 }
 

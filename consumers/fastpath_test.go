@@ -1,0 +1,112 @@
+package consumers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"stockledger/consumers"
+	"stockledger/consumers/consumertest"
+	"stockledger/ledger/transport"
+	"stockledger/projections"
+)
+
+// countingStore is a memory store that counts the alert outbox's reads.
+type countingStore struct {
+	*projections.MemoryStore
+	reads atomic.Int64
+}
+
+func (c *countingStore) PendingAlerts(ctx context.Context, limit int) ([]projections.OutboxAlert, error) {
+	c.reads.Add(1)
+	return c.MemoryStore.PendingAlerts(ctx, limit)
+}
+
+// TestAlertFastPath: once the outbox has been drained, each batch's alert
+// changes are published from memory as it commits, not read back from the
+// outbox batch by batch (the drain runs about once a second), and the
+// stream holds every change once, each alert's in revision order; the
+// outbox is emptied behind them.
+func TestAlertFastPath(t *testing.T) {
+	nc, js := consumertest.StartNATS(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &countingStore{MemoryStore: projections.NewMemoryStore()}
+	p := consumers.NewProjector(nc, js, store, consumers.Options{Log: testLog(t)})
+	runProjector(t, p)
+	publish(t, pub, listing("s1", "a", 1))
+	// Each sale past the one unit on hand changes the oversold alert: one
+	// change per batch, as each is published after the one before landed.
+	const batches = 60
+	var last uint64
+	for i := range batches {
+		last = publish(t, pub, sale("s1", "a", fmt.Sprintf("o-%d", i), 1))
+		waitApplied(t, p, last)
+	}
+	revs := waitAlertRevs(t, js, batches-1)
+	for i, rev := range revs {
+		if rev != i+1 {
+			t.Fatalf("alert revisions on the stream %v: want 1, 2, 3, … once each", revs)
+		}
+	}
+	if reads := store.reads.Load(); reads > batches/3 {
+		t.Errorf("the alert outbox was read %d times for %d batches: the fast path was not taken", reads, batches)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		pending, err := store.MemoryStore.PendingAlerts(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pending) == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Error("the alert outbox was not emptied behind the fast path")
+}
+
+// waitAlertRevs waits until the alert stream holds at least n changes and
+// returns their revisions in stream order.
+func waitAlertRevs(t *testing.T, js jetstream.JetStream, n int) []int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		st, err := js.Stream(ctx, transport.AlertStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(st.CachedInfo().State.Msgs) >= n {
+			var revs []int
+			for seq := uint64(1); seq <= st.CachedInfo().State.LastSeq; seq++ {
+				m, err := st.GetMsg(ctx, seq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var a projections.Alert
+				if err := json.Unmarshal(m.Data, &a); err != nil {
+					t.Fatal(err)
+				}
+				revs = append(revs, a.Rev)
+			}
+			return revs
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the alert stream holds %d changes, want %d", st.CachedInfo().State.Msgs, n)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
