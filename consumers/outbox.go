@@ -169,16 +169,37 @@ func (op *outboxPublisher) drain(ctx context.Context) {
 	op.fastOn.Store(op.src.fast())
 }
 
-// publishFast publishes a queued flight's entries and waits for their
-// acks; it falls back to a drain when the fast path was left (a flight
-// lost to a full queue) or the publish fails.
+// publishFast publishes a queued flight's entries together with those of
+// the flights queued behind it (up to outboxMemMax), and waits for all
+// their acks at once: under sync-always each ack waits for a disk write,
+// and flights committed meanwhile share it. It falls back to a drain when
+// the fast path was left (a flight lost to a full queue) or a publish
+// fails.
 func (op *outboxPublisher) publishFast(ctx context.Context, f *flight) {
+	flights := []*flight{f}
+	for len(flights) < outboxMemMax {
+		select {
+		case next := <-op.mem:
+			flights = append(flights, next)
+			continue
+		default:
+		}
+		break
+	}
 	if op.lost.Swap(false) || !op.fastOn.Load() {
 		op.fastOn.Store(false)
 		op.drain(ctx)
 		return
 	}
-	futures, err := op.src.publishFlight(f)
+	var futures []jetstream.PubAckFuture
+	var err error
+	for _, f := range flights {
+		var fs []jetstream.PubAckFuture
+		if fs, err = op.src.publishFlight(f); err != nil {
+			break
+		}
+		futures = append(futures, fs...)
+	}
 	if err == nil {
 		err = awaitAcks(ctx, futures)
 	}
@@ -193,7 +214,7 @@ func (op *outboxPublisher) publishFast(ctx context.Context, f *flight) {
 	// A sweep's flight carries the checkpoint of the batch before it: the
 	// entries at memFloor itself are not passed over (a drain publishes
 	// them again, and the stream keeps them out by their ids).
-	op.memFloor = max(op.memFloor, f.lastSeq)
+	op.memFloor = max(op.memFloor, flights[len(flights)-1].lastSeq)
 }
 
 // skipPublished sets the floor to the batch checkpoint of the last message
