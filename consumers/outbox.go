@@ -95,7 +95,9 @@ func (op *outboxPublisher) committed(_ context.Context, f *flight) {
 	}
 	if op.fastOn.Load() {
 		select {
-		case op.mem <- f:
+		// Only what the fast path publishes: a flight also holds its
+		// batch's messages, which the queue must not keep alive.
+		case op.mem <- &flight{alertList: f.alertList, syncList: f.syncList, lastSeq: f.lastSeq}:
 			return
 		default:
 			op.lost.Store(true)
