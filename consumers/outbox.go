@@ -196,6 +196,9 @@ func (op *outboxPublisher) publishFast(ctx context.Context, f *flight) {
 	var futures []jetstream.PubAckFuture
 	var err error
 	for _, f := range flights {
+		if f.lastSeq < op.floor {
+			continue // a rebuild's batch, published before this process started
+		}
 		var fs []jetstream.PubAckFuture
 		if fs, err = op.src.publishFlight(f); err != nil {
 			break
