@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/consumers"
-	"stockledger/consumers/consumertest"
 	"stockledger/ledger/transport"
 	"stockledger/projections"
 )
@@ -33,16 +32,9 @@ func (c *countingStore) PendingAlerts(ctx context.Context, limit int) ([]project
 // stream holds every change once, each alert's in revision order; the
 // outbox is emptied behind them.
 func TestAlertFastPath(t *testing.T) {
-	nc, js := consumertest.StartNATS(t, 0)
+	nc, js, pub := startStreams(t, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	store := &countingStore{MemoryStore: projections.NewMemoryStore()}
 	p := consumers.NewProjector(nc, js, store, consumers.Options{Log: testLog(t)})
 	runProjector(t, p)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"stockledger/consumers"
@@ -24,16 +25,7 @@ import (
 func TestSyncInstructions(t *testing.T) {
 	// A duplicate window of 1 s: what the rebuild must not publish again
 	// would not be kept out by the stream once it has passed.
-	nc, js := consumertest.StartNATS(t, 0)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20, DuplicateWindow: time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js, pub := startStreams(t, time.Second)
 	p := consumers.NewProjector(nc, js, projections.NewMemoryStore(), consumers.Options{Log: testLog(t), SkipPublishedAlerts: true})
 	stop := runProjector(t, p)
 	publish(t, pub, listing("s1", "a", 10), sale("s1", "a", "o-1", 2))
@@ -70,6 +62,24 @@ func TestSyncInstructions(t *testing.T) {
 		t.Fatalf("instructions %+v, want the first and one at seq %d (listed 3, sellable 2)", got, last)
 	}
 	waitTarget(t, js, "s1.a", true)
+}
+
+// startStreams starts a nats-server with the ledger's streams (the event
+// and alert streams' duplicate window dup, 0 for the default) and returns a
+// connection, its JetStream and a publisher on it.
+func startStreams(t *testing.T, dup time.Duration) (*nats.Conn, jetstream.JetStream, *transport.Publisher) {
+	t.Helper()
+	nc, js := consumertest.StartNATS(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20, DuplicateWindow: dup}); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js, pub
 }
 
 // waitSync waits until STOCK_SYNC holds at least n instructions and returns
@@ -148,16 +158,9 @@ func waitTarget(t *testing.T, js jetstream.JetStream, key string, present bool) 
 // what the read model calls for: a stale key of a SKU with nothing due is
 // deleted, a key with other figures is put right.
 func TestSyncRebuildReconciles(t *testing.T) {
-	nc, js := consumertest.StartNATS(t, 0)
+	nc, js, pub := startStreams(t, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := transport.EnsureStreams(ctx, js, transport.StreamOptions{EventMaxBytes: 64 << 20}); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := consumers.NewProjector(nc, js, projections.NewMemoryStore(), consumers.Options{Log: testLog(t), SkipPublishedAlerts: true})
 	stop := runProjector(t, p)
 	publish(t, pub, listing("s1", "a", 10), sale("s1", "a", "o-1", 2), listing("s1", "b", 5))

@@ -87,11 +87,8 @@ func (l *Line) decodeBook(book []byte) error {
 				Qty: r.int(), Doc: r.str(), Restocked: r.int(), ShipBy: r.time()}
 		}
 	}
-	if r.err == nil && len(r.b) > 0 {
-		r.err = fmt.Errorf("%d bytes past the end", len(r.b))
-	}
-	if r.err != nil {
-		return fmt.Errorf("decode line %s: book: %w", l.OrderID, r.err)
+	if err := r.end(); err != nil {
+		return fmt.Errorf("decode line %s: book: %w", l.OrderID, err)
 	}
 	return nil
 }

@@ -93,11 +93,8 @@ func DecodeState(data []byte, s *SKU) error {
 	}
 	s.Pace.Latest, s.LiveID, s.Clock, s.NextDue = r.time(), r.str(), r.time(), r.time()
 	s.LastSeq, s.UpdatedAt = r.uint(), r.time()
-	if r.err == nil && len(r.b) > 0 {
-		r.err = fmt.Errorf("%d bytes past the end", len(r.b))
-	}
-	if r.err != nil {
-		return fmt.Errorf("sku state: %w", r.err)
+	if err := r.end(); err != nil {
+		return fmt.Errorf("sku state: %w", err)
 	}
 	return nil
 }
@@ -245,6 +242,15 @@ func (r *stateReader) slot() Slot {
 		}
 	}
 	return s
+}
+
+// end returns the first error of the reads, or one for bytes left over:
+// a whole value reads to its last byte.
+func (r *stateReader) end() error {
+	if r.err == nil && len(r.b) > 0 {
+		r.err = fmt.Errorf("%d bytes past the end", len(r.b))
+	}
+	return r.err
 }
 
 func (r *stateReader) fail() {
