@@ -55,8 +55,9 @@ type outboxSource interface {
 // The fast path: once a drain of the outbox has found nothing left, each
 // committed batch's entries are published from memory as soon as the batch
 // commits (committed queues them), in commit order, without reading the
-// outbox back; the drain then runs every outboxEvery only, passing over
-// (and deleting) the entries of batches the fast path published. A fast
+// outbox back; the drain then runs when the queue is empty and every
+// outboxEvery, passing over (and deleting) the entries of batches the fast
+// path published. A fast
 // publish that fails, a full queue, or a source that cannot take the fast
 // path now (fast) send the publisher back to draining, which publishes
 // every entry not known to be published, in outbox order.
@@ -75,9 +76,9 @@ type outboxPublisher struct {
 	mem    chan *flight
 	lost   atomic.Bool
 	fastOn atomic.Bool
-	// memFloor: the entries of batches whose checkpoint lies below it were
+	// memNext: the entries of batches whose checkpoint lies below it were
 	// published by the fast path, acknowledged. The publisher's own.
-	memFloor uint64
+	memNext uint64
 }
 
 // outboxMemMax bounds the flights queued for the fast path.
@@ -156,7 +157,7 @@ func (op *outboxPublisher) run(ctx context.Context) {
 // source allows it.
 func (op *outboxPublisher) drain(ctx context.Context) {
 	for {
-		n, err := op.src.flush(ctx, max(op.floor, op.memFloor))
+		n, err := op.src.flush(ctx, max(op.floor, op.memNext))
 		if err != nil {
 			if ctx.Err() == nil {
 				op.log.Warn(op.src.name()+" publish failed; will retry", "err", err)
@@ -212,14 +213,19 @@ func (op *outboxPublisher) publishFast(ctx context.Context, f *flight) {
 		if ctx.Err() == nil {
 			op.log.Warn(op.src.name()+" publish failed; draining the outbox", "err", err)
 		}
+		// A sweep's flight carries the checkpoint of the batch before it:
+		// the drain must not pass over the failed flights' checkpoints.
+		op.memNext = min(op.memNext, flights[0].lastSeq)
 		op.fastOn.Store(false)
 		op.drain(ctx)
 		return
 	}
-	// A sweep's flight carries the checkpoint of the batch before it: the
-	// entries at memFloor itself are not passed over (a drain publishes
-	// them again, and the stream keeps them out by their ids).
-	op.memFloor = max(op.memFloor, flights[len(flights)-1].lastSeq)
+	op.memNext = max(op.memNext, flights[len(flights)-1].lastSeq+1)
+	// Nothing queued behind: delete what was published now (the drain
+	// passes over it), so that the outbox holds only what is in flight.
+	if len(op.mem) == 0 {
+		op.drain(ctx)
+	}
 }
 
 // skipPublished sets the floor to the batch checkpoint of the last message
