@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -37,12 +36,11 @@ func (as alertSource) fast() bool { return !as.partitioned }
 func (as alertSource) publishFlight(f *flight) ([]jetstream.PubAckFuture, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(f.alertList))
 	for i := range f.alertList {
-		a := &f.alertList[i]
-		data, err := json.Marshal(a)
+		ob, err := projections.NewOutboxAlert(&f.alertList[i], f.lastSeq)
 		if err != nil {
-			return nil, fmt.Errorf("encode alert %s: %w", a.ID, err)
+			return nil, err
 		}
-		fut, err := as.publish(projections.OutboxAlert{AlertID: a.ID, Rev: a.Rev, Shop: a.Shop, Kind: a.Kind, Data: data, Checkpoint: f.lastSeq})
+		fut, err := as.publish(ob)
 		if err != nil {
 			return nil, err
 		}

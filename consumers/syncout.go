@@ -61,13 +61,9 @@ func (ss *syncSource) fast() bool {
 func (ss *syncSource) publishFlight(f *flight) ([]jetstream.PubAckFuture, error) {
 	futures := make([]jetstream.PubAckFuture, 0, 2*len(f.syncList))
 	for i := range f.syncList {
-		in := &f.syncList[i]
-		ob := projections.OutboxSync{Shop: in.Shop, SKU: in.SKU, Seq: in.Seq, Key: in.Key, Clear: in.Clear, Checkpoint: f.lastSeq}
-		if !in.Clear {
-			var err error
-			if ob.Data, err = json.Marshal(in); err != nil {
-				return nil, fmt.Errorf("encode sync instruction %s: %w", in.Key, err)
-			}
+		ob, err := projections.NewOutboxSync(&f.syncList[i], f.lastSeq)
+		if err != nil {
+			return nil, err
 		}
 		fs, err := ss.publish(ob)
 		if err != nil {

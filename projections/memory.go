@@ -201,13 +201,13 @@ func (st *memStaged) encodeOutbox(b *Batch) error {
 	st.outbox, st.sync = make([]OutboxAlert, len(b.Alerts)), make([]OutboxSync, len(b.Sync))
 	for i := range b.Alerts {
 		var err error
-		if st.outbox[i], err = newOutboxAlert(&b.Alerts[i], b.LastSeq); err != nil {
+		if st.outbox[i], err = NewOutboxAlert(&b.Alerts[i], b.LastSeq); err != nil {
 			return err
 		}
 	}
 	for i := range b.Sync {
 		var err error
-		if st.sync[i], err = newOutboxSync(&b.Sync[i], b.LastSeq); err != nil {
+		if st.sync[i], err = NewOutboxSync(&b.Sync[i], b.LastSeq); err != nil {
 			return err
 		}
 	}

@@ -371,7 +371,7 @@ func (w *pgWrite) addAlerts(alerts []Alert) error {
 		if last[a.ID] == i {
 			w.al.add(a)
 		}
-		ob, err := newOutboxAlert(a, w.last)
+		ob, err := NewOutboxAlert(a, w.last)
 		if err != nil {
 			return err
 		}
@@ -390,7 +390,7 @@ func (w *pgWrite) addShopsAndSync(shops []*Shop, sync []SyncInstruction) error {
 		w.shops, w.shopStates, w.shopSeqs = append(w.shops, sh.Shop), append(w.shopStates, state), append(w.shopSeqs, sh.LastSeq)
 	}
 	for i := range sync {
-		ob, err := newOutboxSync(&sync[i], w.last)
+		ob, err := NewOutboxSync(&sync[i], w.last)
 		if err != nil {
 			return err
 		}

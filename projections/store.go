@@ -83,9 +83,9 @@ type OutboxSync struct {
 	Checkpoint uint64
 }
 
-// newOutboxSync encodes in for the sync outbox of a batch that leaves
+// NewOutboxSync encodes in for the sync outbox of a batch that leaves
 // checkpoint; the store assigns ID.
-func newOutboxSync(in *SyncInstruction, checkpoint uint64) (OutboxSync, error) {
+func NewOutboxSync(in *SyncInstruction, checkpoint uint64) (OutboxSync, error) {
 	data, err := json.Marshal(in)
 	if err != nil {
 		return OutboxSync{}, fmt.Errorf("encode sync instruction %s: %w", in.Key, err)
@@ -132,9 +132,9 @@ type OutboxAlert struct {
 	Checkpoint uint64
 }
 
-// newOutboxAlert encodes a for the outbox of a batch that leaves
+// NewOutboxAlert encodes a for the outbox of a batch that leaves
 // checkpoint; the store assigns ID.
-func newOutboxAlert(a *Alert, checkpoint uint64) (OutboxAlert, error) {
+func NewOutboxAlert(a *Alert, checkpoint uint64) (OutboxAlert, error) {
 	data, err := json.Marshal(a)
 	if err != nil {
 		return OutboxAlert{}, fmt.Errorf("encode alert %s: %w", a.ID, err)
