@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -41,11 +42,18 @@ type folder struct {
 	// they hold, recounted at most every heldCountEvery (see held).
 	heldSKUs, heldOrders atomic.Int64
 	heldCounted          time.Time
+	// lines filters the recall of lines the store cannot hold (see
+	// lineFilter); nil until loaded, and again after clear.
+	lister projections.LineLister // nil: the store lists no lines, and every recall is asked
+	lines  *projections.LineFilter
+	log    *slog.Logger
 }
 
 func newFolder(store projections.Writer, o Options) *folder {
+	lister, _ := store.(projections.LineLister)
 	return &folder{
 		store: store, cfg: o.Fold, now: o.Now, cacheMax: o.CacheMax,
+		lister: lister, log: o.Log.With("projector", o.Name),
 		own:   ownership{partitions: o.Partitions, part: o.Partition},
 		cache: make(map[projections.SKUKey]*projections.SKU),
 		shops: make(map[string]*projections.Shop),
@@ -136,10 +144,33 @@ func (fo *folder) prepare(ctx context.Context, ds []delivery) ([]folding, []dead
 		recalls.Add(s, d.event)
 		items = append(items, folding{d, s})
 	}
-	if err := recalls.Fetch(ctx, fo.store); err != nil {
+	f, err := fo.lineFilter(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := recalls.Fetch(ctx, fo.store, f); err != nil {
 		return nil, nil, err
 	}
 	return items, deads, nil
+}
+
+// lineFilter returns the filter of the lines the store may hold, loaded
+// from the store when there is none: at the first batch, and after clear
+// (a write this projector did not make may have added lines). The filter
+// then learns of every line the folder asks about, which includes every
+// line it can write. It is nil when the store lists no lines.
+func (fo *folder) lineFilter(ctx context.Context) (*projections.LineFilter, error) {
+	if fo.lines != nil || fo.lister == nil {
+		return fo.lines, nil
+	}
+	start := time.Now()
+	f, err := projections.LoadLineFilter(ctx, fo.lister)
+	if err != nil {
+		return nil, fmt.Errorf("load the line filter: %w", err)
+	}
+	fo.log.Info("line filter loaded", "lines", f.Keys(), "bytes", f.Bytes(), "took", time.Since(start).Round(time.Millisecond))
+	fo.lines = f
+	return f, nil
 }
 
 // apply folds each event into its SKU, and the SKU's change into its
@@ -324,6 +355,7 @@ func (fo *folder) drop(changed []*projections.SKU) {
 func (fo *folder) clear() {
 	clear(fo.cache)
 	clear(fo.shops)
+	fo.lines = nil
 }
 
 // committed lets closed orders of the committed SKUs leave memory, and

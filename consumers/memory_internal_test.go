@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -101,8 +102,11 @@ func TestClosedOrdersLeaveMemory(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			nc, js := faultNATS(t)
 			var store projections.Store = projections.NewMemoryStore()
+			var asked *askedLines
 			if name == "postgres" {
-				store, _ = openPostgres(t)
+				pg, _ := openPostgres(t)
+				asked = &askedLines{PostgresStore: pg}
+				store = asked
 			}
 			pub, err := transport.NewPublisher(nc, transport.PublisherOptions{})
 			if err != nil {
@@ -126,17 +130,35 @@ func TestClosedOrdersLeaveMemory(t *testing.T) {
 				t.Fatal(err)
 			}
 			last := acks[len(acks)-1].Seq
-			// While the SKU is cached: re-sent sales of a shipped and a
-			// cancelled order, a second shipment, a new sale.
-			last = max(last, resend(t, js, "a", orderEvent(ledger.Sale, "o-3"), orderEvent(ledger.Sale, "o-21"),
-				orderEvent(ledger.Shipment, "o-0"), orderEvent(ledger.Sale, "o-30")))
-
 			p1 := NewProjector(nc, js, store, Options{Log: quietLog(), BatchMax: 7})
-			runUntil(t, p1, last)
+			ctx1, stop1 := context.WithCancel(context.Background())
+			done1 := make(chan error, 1)
+			go func() { done1 <- p1.Run(ctx1) }()
+			wait := func(seq uint64) {
+				t.Helper()
+				wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer wcancel()
+				if err := p1.WaitApplied(wctx, seq); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wait(last)
+			// Once the closed orders left memory, the SKU still cached:
+			// re-sent sales of a shipped and a cancelled order, a second
+			// shipment, a new sale.
+			wait(resend(t, js, "a", orderEvent(ledger.Sale, "o-3"), orderEvent(ledger.Sale, "o-21"),
+				orderEvent(ledger.Shipment, "o-0"), orderEvent(ledger.Sale, "o-30")))
+			stop1()
+			if err := <-done1; err != nil {
+				t.Fatalf("projector: %v", err)
+			}
 			key := projections.SKUKey{Shop: "s1", SKU: "a"}
 			if got := len(p1.folder.cache[key].Lines); got != 6 {
 				t.Errorf("orders held in memory after the commits: %d, want the 6 open ones", got)
 			}
+			// The line filter: the store is asked about the re-sent lines
+			// (closed, out of memory), not about the 31 new ones.
+			asked.check(t, "first projector", []string{"o-0", "o-3", "o-21"}, 31)
 
 			// A new projector loads the SKU from the store: closed orders are
 			// not among what it loads, and are recalled when named.
@@ -146,6 +168,11 @@ func TestClosedOrdersLeaveMemory(t *testing.T) {
 			runUntil(t, p2, last)
 			if got := len(p2.folder.cache[key].Lines); got != 7 {
 				t.Errorf("orders held in memory by the second projector: %d, want the 7 open ones", got)
+			}
+			// Its filter was loaded from the store's 31 lines.
+			asked.check(t, "second projector", []string{"o-1", "o-4", "o-22"}, 1)
+			if name == "postgres" && (p2.folder.lines == nil || p2.folder.lines.Keys() != 31+4) {
+				t.Errorf("second projector's line filter: %+v, want the store's 31 lines and the 4 asked about", p2.folder.lines)
 			}
 			v, err := store.SKU(context.Background(), "s1", "a")
 			if err != nil {
@@ -176,6 +203,45 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// askedLines is a Postgres store that records the lines the projector asks
+// it about (KnownLines).
+type askedLines struct {
+	*projections.PostgresStore
+	mu  sync.Mutex
+	ids []string
+}
+
+func (a *askedLines) KnownLines(ctx context.Context, keys []projections.LineKey) (map[projections.LineKey]projections.Line, error) {
+	a.mu.Lock()
+	for _, k := range keys {
+		a.ids = append(a.ids, k.OrderID)
+	}
+	a.mu.Unlock()
+	return a.PostgresStore.KnownLines(ctx, keys)
+}
+
+// check fails t unless the lines asked about since the last check are
+// want, give or take a few of the fresh new ones (a Bloom filter's false
+// positives, up to one in fifty), and forgets them. A nil a checks nothing.
+func (a *askedLines) check(t *testing.T, who string, want []string, fresh int) {
+	t.Helper()
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	got := a.ids
+	a.ids = nil
+	a.mu.Unlock()
+	for _, id := range want {
+		if !slices.Contains(got, id) {
+			t.Errorf("%s: the store was not asked about line %s; asked %v", who, id, got)
+		}
+	}
+	if extra := len(got) - len(want); extra < 0 || extra > 1+fresh/10 {
+		t.Errorf("%s: asked the store about %d lines %v, want %v and at most %d of the %d new ones", who, len(got), got, want, 1+fresh/10, fresh)
+	}
 }
 
 // TestStoreRewound: the Postgres read model goes back to an earlier state (a

@@ -219,18 +219,32 @@ func (r *Recalls) Add(s *SKU, e *ledger.Event) {
 	}
 }
 
-// Len is how many lines and keys are to be asked for.
+// Len is how many lines and keys are to be asked for (with no filter).
 func (r *Recalls) Len() int { return len(r.lineKeys) + len(r.keyRefs) }
 
 // Fetch asks w for every line and key noted (one query each) and gives the
-// SKUs what the store knows. On an error no SKU was changed.
-func (r *Recalls) Fetch(ctx context.Context, w Writer) error {
+// SKUs what the store knows. With a filter f of the lines w may hold, it
+// asks only about those f cannot rule out, and adds every line noted to f:
+// the fold may write any of them. On an error no SKU was changed.
+func (r *Recalls) Fetch(ctx context.Context, w Writer, f *LineFilter) error {
 	var lines map[LineKey]Line
 	var keys map[KeyRef]bool
 	var err error
-	if len(r.lineKeys) > 0 {
-		if lines, err = w.KnownLines(ctx, r.lineKeys); err != nil {
-			return fmt.Errorf("recall %d lines: %w", len(r.lineKeys), err)
+	ask := r.lineKeys
+	if f != nil {
+		ask = nil
+		for _, k := range r.lineKeys {
+			if f.MayHold(k) {
+				ask = append(ask, k)
+			}
+		}
+		for _, k := range r.lineKeys {
+			f.Add(k)
+		}
+	}
+	if len(ask) > 0 {
+		if lines, err = w.KnownLines(ctx, ask); err != nil {
+			return fmt.Errorf("recall %d lines: %w", len(ask), err)
 		}
 	}
 	if len(r.keyRefs) > 0 {
@@ -256,5 +270,5 @@ func (r *Recalls) Fetch(ctx context.Context, w Writer) error {
 func RecallFor(ctx context.Context, w Writer, s *SKU, e *ledger.Event) error {
 	var r Recalls
 	r.Add(s, e)
-	return r.Fetch(ctx, w)
+	return r.Fetch(ctx, w, nil)
 }

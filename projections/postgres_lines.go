@@ -152,6 +152,26 @@ func (p *PostgresStore) KnownLines(ctx context.Context, keys []LineKey) (map[Lin
 	return out, nil
 }
 
+// LineKeys implements LineLister: one pass over the lines' primary key,
+// each row's values handed over as read, without a copy.
+func (p *PostgresStore) LineKeys(ctx context.Context, add func(shop, sku, orderID []byte)) (int, error) {
+	rows, err := p.pool.Query(ctx, `SELECT shop, sku, order_id FROM lines`)
+	if err != nil {
+		return 0, fmt.Errorf("list lines: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		v := rows.RawValues()
+		add(v[0], v[1], v[2])
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("list lines (%d read): %w", n, err)
+	}
+	return n, nil
+}
+
 // KnownKeys implements Writer.
 func (p *PostgresStore) KnownKeys(ctx context.Context, keys []KeyRef) (map[KeyRef]bool, error) {
 	out := make(map[KeyRef]bool)

@@ -1,0 +1,63 @@
+package projections
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestLineFilterGrows: no key added is ever ruled out, across the parts the
+// filter grows into, and keys never added are taken for held at about the
+// rate the filter is sized for.
+func TestLineFilterGrows(t *testing.T) {
+	const first = 1 << 14
+	n := first * 7 / 2 // the first two parts full, the third half
+	f := newLineFilter(first)
+	key := func(i int) LineKey {
+		return LineKey{Shop: fmt.Sprintf("shop-%d", i%7), SKU: fmt.Sprintf("sku-%d", i%1000), OrderID: fmt.Sprintf("o-%d", i)}
+	}
+	for i := range n {
+		f.Add(key(i))
+	}
+	if len(f.parts) != 3 || f.Keys() != n || f.Full() {
+		t.Fatalf("after %d keys: %d parts, %d keys, full %v; want 3 parts", n, len(f.parts), f.Keys(), f.Full())
+	}
+	for i := range n {
+		if !f.MayHold(key(i)) {
+			t.Fatalf("key %d was added and is ruled out", i)
+		}
+	}
+	const probes = 50_000
+	held := 0
+	for i := n; i < n+probes; i++ {
+		if f.MayHold(key(i)) {
+			held++
+		}
+	}
+	// Sized for 1%, 0.5% and 0.25% (half full): under 2% together.
+	if rate := float64(held) / probes; rate > 2*lineFilterRate {
+		t.Errorf("false positives: %d of %d keys never added (%.2f%%), want under %.0f%%", held, probes, 100*rate, 200*lineFilterRate)
+	}
+	t.Logf("%d keys in %d bytes; false positives %d of %d", n, f.Bytes(), held, probes)
+}
+
+// TestLineFilterFull: past lineFilterMax keys the filter rules nothing out.
+func TestLineFilterFull(t *testing.T) {
+	f := NewLineFilter()
+	f.keys = lineFilterMax // as if it had taken them
+	f.Add(LineKey{Shop: "s", SKU: "a", OrderID: "o-1"})
+	if !f.Full() || !f.MayHold(LineKey{Shop: "s", SKU: "a", OrderID: "never"}) {
+		t.Errorf("a full filter: full %v, rules out a key it never took %v", f.Full(), !f.MayHold(LineKey{Shop: "s", SKU: "a", OrderID: "never"}))
+	}
+}
+
+// TestAppendKeyParts: the parts of a key are kept apart.
+func TestAppendKeyParts(t *testing.T) {
+	a := appendKey(nil, "ab", "c", "d")
+	b := appendKey(nil, "a", "bc", "d")
+	if string(a) == string(b) {
+		t.Errorf("keys (ab, c, d) and (a, bc, d) hash alike: %q", a)
+	}
+	if got := appendKey(nil, []byte("ab"), []byte("c"), []byte("d")); string(got) != string(a) {
+		t.Errorf("bytes and strings give %q and %q", got, a)
+	}
+}
