@@ -1,9 +1,12 @@
 package projections_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"stockledger/ledger"
 	"stockledger/projections"
@@ -175,4 +178,41 @@ func BenchmarkPostgresLoadSKUs(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N*len(keys))/b.Elapsed().Seconds(), "skus/s")
 	})
+}
+
+// BenchmarkLoadLineFilter reads the line filter of a store holding a million
+// lines: what a projector's first batch waits for at start.
+func BenchmarkLoadLineFilter(b *testing.B) {
+	const lines = 1_000_000
+	url, schema := pgtest.Open(b)
+	store, err := projections.OpenPostgres(b.Context(), url, projections.PostgresOptions{Schema: schema})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(store.Close)
+	conn, err := pgx.Connect(b.Context(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(b.Context(), `INSERT INTO `+pgx.Identifier{schema, "lines"}.Sanitize()+`
+		SELECT 'shop-1', 'sku-' || (i % 300), 'o-' || i, 'p-' || i, 1, 9900, 'spot', now(), NULL, i, 0, 0, 0,
+			false, NULL, 'open', '' FROM generate_series(1, $1::int) AS i`, lines)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := conn.Exec(b.Context(), `VACUUM ANALYZE `+pgx.Identifier{schema, "lines"}.Sanitize()); err != nil {
+		b.Fatal(err)
+	}
+	var f *projections.LineFilter
+	for b.Loop() {
+		if f, err = projections.LoadLineFilter(b.Context(), store); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if f.Keys() != lines || !f.MayHold(projections.LineKey{Shop: "shop-1", SKU: "sku-7", OrderID: "o-7"}) {
+		b.Fatalf("filter of %d keys, want %d holding o-7", f.Keys(), lines)
+	}
+	b.ReportMetric(float64(b.N*lines)/b.Elapsed().Seconds(), "lines/s")
+	b.ReportMetric(float64(f.Bytes()), "filter-bytes")
 }

@@ -234,12 +234,9 @@ func (r *Recalls) Fetch(ctx context.Context, w Writer, f *LineFilter) error {
 	if f != nil {
 		ask = nil
 		for _, k := range r.lineKeys {
-			if f.MayHold(k) {
+			if f.MayHoldAdd(k) {
 				ask = append(ask, k)
 			}
-		}
-		for _, k := range r.lineKeys {
-			f.Add(k)
 		}
 	}
 	if len(ask) > 0 {

@@ -9,13 +9,13 @@ import (
 // Line filter sizes. The first part holds lineFilterFirst keys at
 // lineFilterRate; each part after it holds twice as many at half the rate,
 // so that the rate of the whole stays under twice lineFilterRate however
-// far it grows (a scalable Bloom filter). Past lineFilterMax keys (about
-// 45 MB of filter) it stops answering: every key may be held, as without a
-// filter.
+// far it grows (a scalable Bloom filter). Once lineFilterParts parts are
+// full (32.5 million keys in 55 MB) it stops answering: every key may be
+// held, as without a filter, until the next load.
 const (
 	lineFilterFirst = 1 << 20
 	lineFilterRate  = 0.01
-	lineFilterMax   = 32 << 20
+	lineFilterParts = 5
 )
 
 // LineLister is a Writer that can list the keys of every line it holds, so
@@ -92,11 +92,11 @@ func (f *LineFilter) addBytes(shop, sku, orderID []byte) {
 
 // addBuf adds the key in f.buf.
 func (f *LineFilter) addBuf() {
-	if f.keys >= lineFilterMax {
-		f.full = true
-		return
-	}
 	if f.room == 0 {
+		if len(f.parts) == lineFilterParts {
+			f.full = true
+			return
+		}
 		f.grow()
 	}
 	f.parts[len(f.parts)-1].Add(f.buf)
@@ -111,6 +111,33 @@ func (f *LineFilter) Add(k LineKey) {
 	}
 	f.buf = appendKey(f.buf[:0], k.Shop, k.SKU, k.OrderID)
 	f.addBuf()
+}
+
+// MayHoldAdd is MayHold, then Add, hashing k once.
+func (f *LineFilter) MayHoldAdd(k LineKey) bool {
+	if f.full {
+		return true
+	}
+	f.buf = appendKey(f.buf[:0], k.Shop, k.SKU, k.OrderID)
+	last := len(f.parts) - 1
+	for _, p := range f.parts[:last] {
+		if p.Test(f.buf) {
+			return true
+		}
+	}
+	if f.room == 0 {
+		if f.parts[last].Test(f.buf) {
+			return true
+		}
+		f.addBuf()
+		return false
+	}
+	held := f.parts[last].TestAndAdd(f.buf)
+	if !held {
+		f.room--
+		f.keys++
+	}
+	return held
 }
 
 // MayHold reports whether the store may hold line k: false only when it
@@ -128,7 +155,8 @@ func (f *LineFilter) MayHold(k LineKey) bool {
 	return false
 }
 
-// Keys returns how many keys were added (a key added twice counts twice).
+// Keys returns how many keys were added: by Add, counting repeats, and by
+// MayHoldAdd, counting only those it found not held.
 func (f *LineFilter) Keys() int { return f.keys }
 
 // Bytes returns the memory the filter's bits take.
@@ -140,7 +168,7 @@ func (f *LineFilter) Bytes() int {
 	return int(bits / 8)
 }
 
-// Full reports whether the filter took lineFilterMax keys and stopped
+// Full reports whether the filter's parts are full and it stopped
 // answering (MayHold is true for every key).
 func (f *LineFilter) Full() bool { return f.full }
 

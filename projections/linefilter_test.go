@@ -15,11 +15,19 @@ func TestLineFilterGrows(t *testing.T) {
 	key := func(i int) LineKey {
 		return LineKey{Shop: fmt.Sprintf("shop-%d", i%7), SKU: fmt.Sprintf("sku-%d", i%1000), OrderID: fmt.Sprintf("o-%d", i)}
 	}
+	fresh := 0 // keys MayHoldAdd took for new, all but its false positives
 	for i := range n {
-		f.Add(key(i))
+		if i%2 == 0 {
+			f.Add(key(i))
+		} else if !f.MayHoldAdd(key(i)) {
+			fresh++
+		}
 	}
-	if len(f.parts) != 3 || f.Keys() != n || f.Full() {
-		t.Fatalf("after %d keys: %d parts, %d keys, full %v; want 3 parts", n, len(f.parts), f.Keys(), f.Full())
+	if fresh < n/2*98/100 {
+		t.Errorf("MayHoldAdd took %d of %d new keys for held ones", n/2-fresh, n/2)
+	}
+	if len(f.parts) != 3 || f.Keys() != n/2+fresh || f.Full() {
+		t.Fatalf("after %d keys: %d parts, %d keys, full %v; want 3 parts and %d keys", n, len(f.parts), f.Keys(), f.Full(), n/2+fresh)
 	}
 	for i := range n {
 		if !f.MayHold(key(i)) {
@@ -40,13 +48,20 @@ func TestLineFilterGrows(t *testing.T) {
 	t.Logf("%d keys in %d bytes; false positives %d of %d", n, f.Bytes(), held, probes)
 }
 
-// TestLineFilterFull: past lineFilterMax keys the filter rules nothing out.
+// TestLineFilterFull: once its last part is full the filter rules nothing
+// out.
 func TestLineFilterFull(t *testing.T) {
-	f := NewLineFilter()
-	f.keys = lineFilterMax // as if it had taken them
-	f.Add(LineKey{Shop: "s", SKU: "a", OrderID: "o-1"})
-	if !f.Full() || !f.MayHold(LineKey{Shop: "s", SKU: "a", OrderID: "never"}) {
-		t.Errorf("a full filter: full %v, rules out a key it never took %v", f.Full(), !f.MayHold(LineKey{Shop: "s", SKU: "a", OrderID: "never"}))
+	f := newLineFilter(4)
+	never := LineKey{Shop: "s", SKU: "a", OrderID: "never"}
+	n := 0
+	for ; !f.Full(); n++ {
+		f.Add(LineKey{Shop: "s", SKU: "a", OrderID: fmt.Sprintf("o-%d", n)})
+	}
+	if want := 4*(1<<lineFilterParts-1) + 1; n != want || len(f.parts) != lineFilterParts {
+		t.Errorf("full after %d keys in %d parts, want %d keys in %d", n, len(f.parts), want, lineFilterParts)
+	}
+	if !f.MayHold(never) {
+		t.Errorf("a full filter rules out a key it never took")
 	}
 }
 
