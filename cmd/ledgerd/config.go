@@ -67,6 +67,8 @@ type config struct {
 	FulfilmentRiskPct int
 	// TokensFile lists bearer tokens and their shops (auth.go).
 	TokensFile string
+	// PprofAddr serves the Go profiles on a loopback address; empty: off.
+	PprofAddr string
 	// Cluster and partitioned projection (see partitioned.go, DEPLOY.md).
 	Replicas   int
 	Partitions int
@@ -115,12 +117,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.Instance, "instance", env("LEDGER_INSTANCE", defaultInstance()), "name of this instance among those sharing the partitions (LEDGER_INSTANCE)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", envDuration(getenv, "LEDGER_LEASE_TTL", consumers.DefaultLeaseTTL), "how long a dead instance keeps its partitions before another takes them (LEDGER_LEASE_TTL)")
 	fs.Int64Var(&c.HealthMaxLag, "health-max-lag", envInt(getenv, "LEDGER_HEALTH_MAX_LAG", DefaultHealthMaxLag), "/healthz is degraded while the projection or a partition is more events behind the stream (LEDGER_HEALTH_MAX_LAG)")
+	fs.StringVar(&c.PprofAddr, "pprof", env("LEDGER_PPROF_ADDR", ""), "serve the Go runtime's profiles (/debug/pprof/) on this loopback address; empty: off (LEDGER_PPROF_ADDR)")
 	fs.StringVar(&level, "log-level", env("LEDGER_LOG_LEVEL", "info"), "debug, info, warn or error (LEDGER_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if c.PprofAddr != "" && !isLoopback(c.PprofAddr) {
+		return c, fmt.Errorf("LEDGER_PPROF_ADDR %s: must be a loopback address (127.0.0.1:PORT): the profiles need no token", c.PprofAddr)
 	}
 	if c.Sync != syncInterval && c.Sync != syncAlways {
 		return c, fmt.Errorf("LEDGER_SYNC %q: must be %s or %s", c.Sync, syncInterval, syncAlways)

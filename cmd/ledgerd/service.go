@@ -53,6 +53,8 @@ type service struct {
 	group     *consumers.Partitioned // with LEDGER_PARTITIONS ≥ 2, in place of projector
 	http      *http.Server
 	httpAddr  string
+	pprofAddr string // with LEDGER_PPROF_ADDR
+	stopPprof func()
 	api       *api
 	probes    *probeCache // of NATS and the store, for /healthz
 
@@ -104,6 +106,12 @@ func start(ctx context.Context, cfg config, log *slog.Logger) (_ *service, err e
 		return nil, fmt.Errorf("HTTP cannot listen on %s (LEDGER_HTTP_ADDR): %w", cfg.HTTPAddr, err)
 	}
 	svc.httpAddr = ln.Addr().String()
+	if cfg.PprofAddr != "" {
+		if svc.pprofAddr, svc.stopPprof, err = startPprof(cfg.PprofAddr, log); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	svc.probes = newProbeCache(natsProbe{nc: svc.nc, js: svc.js}, svc.store)
 	met.registerState(svc.probes, svc.projection(), svc.partitionStates(), svc.store, log)
 	svc.api = svc.newAPI(pub, popts.Fold, met, target)
@@ -325,6 +333,9 @@ func (s *service) stop() error {
 
 // close releases the parts in reverse order of start.
 func (s *service) close() {
+	if s.stopPprof != nil {
+		s.stopPprof()
+	}
 	if s.store != nil {
 		s.store.Close()
 	}
