@@ -33,14 +33,14 @@ func (as alertSource) fast() bool { return !as.partitioned }
 
 // publishFlight implements outboxSource: f's alert changes, encoded as the
 // store encoded them for its outbox.
-func (as alertSource) publishFlight(f *flight) ([]jetstream.PubAckFuture, error) {
+func (as alertSource) publishFlight(f *flight, through uint64) ([]jetstream.PubAckFuture, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(f.alertList))
 	for i := range f.alertList {
 		ob, err := projections.NewOutboxAlert(&f.alertList[i], f.lastSeq)
 		if err != nil {
 			return nil, err
 		}
-		fut, err := as.publish(ob)
+		fut, err := as.publish(ob, through)
 		if err != nil {
 			return nil, err
 		}
@@ -50,37 +50,40 @@ func (as alertSource) publishFlight(f *flight) ([]jetstream.PubAckFuture, error)
 }
 
 // flush implements outboxSource.
-func (as alertSource) flush(ctx context.Context, floor uint64) (int, error) {
+func (as alertSource) flush(ctx context.Context, floor, through uint64) (int, uint64, error) {
 	pending, err := as.outbox.PendingAlerts(ctx, outboxBatchMax)
 	if err != nil || len(pending) == 0 {
-		return 0, err
+		return 0, 0, err
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(pending))
 	for _, ob := range pending {
 		if floor > 0 && ob.Checkpoint < floor {
 			continue // published before this process started
 		}
-		f, err := as.publish(ob)
+		f, err := as.publish(ob, through)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		futures = append(futures, f)
 	}
 	if err := awaitAcks(ctx, futures); err != nil {
-		return 0, fmt.Errorf("publish alert: %w", err)
+		return 0, 0, fmt.Errorf("publish alert: %w", err)
 	}
-	if err := as.outbox.DeletePendingAlerts(ctx, pending[len(pending)-1].ID); err != nil {
-		return 0, fmt.Errorf("delete published alerts: %w", err)
+	last := pending[len(pending)-1]
+	if err := as.outbox.DeletePendingAlerts(ctx, last.ID); err != nil {
+		return 0, 0, fmt.Errorf("delete published alerts: %w", err)
 	}
-	return len(pending), nil
+	return len(pending), last.Checkpoint, nil
 }
 
 // publish sends one outbox entry to the alert stream without waiting for
 // its ack: the bytes the store encoded at Stage, as they are; the entry's
-// checkpoint goes in a header (see skipPublished).
-func (as alertSource) publish(ob projections.OutboxAlert) (jetstream.PubAckFuture, error) {
+// checkpoint and the publisher's published-through sequence go in headers
+// (see skipPublished).
+func (as alertSource) publish(ob projections.OutboxAlert, through uint64) (jetstream.PubAckFuture, error) {
 	msg := &nats.Msg{Subject: transport.AlertSubject(ob.Shop, string(ob.Kind)), Data: ob.Data, Header: nats.Header{}}
 	msg.Header.Set(transport.HeaderCheckpoint, strconv.FormatUint(ob.Checkpoint, 10))
+	msg.Header.Set(transport.HeaderPublishedThrough, strconv.FormatUint(through, 10))
 	f, err := as.js.PublishMsgAsync(msg, jetstream.WithMsgID(ob.AlertID+":"+strconv.Itoa(ob.Rev)), jetstream.WithExpectStream(transport.AlertStream))
 	if err != nil {
 		return nil, fmt.Errorf("publish alert %s: %w", ob.AlertID, err)

@@ -32,8 +32,9 @@ type outboxSource interface {
 	// flush publishes up to outboxBatchMax entries, oldest first, passing
 	// over those of batches whose checkpoint lies below floor (published
 	// before); waits for the acks; deletes them; and returns how many it
-	// read.
-	flush(ctx context.Context, floor uint64) (int, error)
+	// read and the checkpoint of the last one. through is the publisher's
+	// published-through sequence, for the messages that carry it.
+	flush(ctx context.Context, floor, through uint64) (n int, last uint64, err error)
 	// stream and subjects name where the entries go, for lastPublished.
 	stream() string
 	subjects() string
@@ -41,7 +42,7 @@ type outboxSource interface {
 	// (see outboxPublisher); publishFlight sends them, in order, without
 	// waiting for the acks.
 	fast() bool
-	publishFlight(f *flight) ([]jetstream.PubAckFuture, error)
+	publishFlight(f *flight, through uint64) ([]jetstream.PubAckFuture, error)
 }
 
 // outboxPublisher drains one of the store's outboxes onto its stream. The
@@ -79,6 +80,12 @@ type outboxPublisher struct {
 	// memNext: the entries of batches whose checkpoint lies below it were
 	// published by the fast path, acknowledged. The publisher's own.
 	memNext uint64
+	// through: the entries of every batch whose checkpoint is at or below
+	// it were published, acknowledged, by this process or (skipPublished)
+	// an earlier one; always a batch's checkpoint, so that it also bounds
+	// the events whose entries were published. The publisher's own; sent
+	// on every alert message (transport.HeaderPublishedThrough).
+	through uint64
 }
 
 // outboxMemMax bounds the flights queued for the fast path.
@@ -156,8 +163,9 @@ func (op *outboxPublisher) run(ctx context.Context) {
 // oldest first, until it is empty; then the fast path is taken if the
 // source allows it.
 func (op *outboxPublisher) drain(ctx context.Context) {
+	var last uint64
 	for {
-		n, err := op.src.flush(ctx, max(op.floor, op.memNext))
+		n, l, err := op.src.flush(ctx, max(op.floor, op.memNext), op.through)
 		if err != nil {
 			if ctx.Err() == nil {
 				op.log.Warn(op.src.name()+" publish failed; will retry", "err", err)
@@ -165,10 +173,16 @@ func (op *outboxPublisher) drain(ctx context.Context) {
 			op.fastOn.Store(false)
 			return
 		}
+		if n > 0 {
+			last = l
+		}
 		if n < outboxBatchMax {
 			break
 		}
 	}
+	// The outbox held nothing more: every entry committed so far, up to
+	// the last one read, is on the stream.
+	op.through = max(op.through, last)
 	op.fastOn.Store(op.src.fast())
 }
 
@@ -201,7 +215,7 @@ func (op *outboxPublisher) publishFast(ctx context.Context, f *flight) {
 			continue // a rebuild's batch, published before this process started
 		}
 		var fs []jetstream.PubAckFuture
-		if fs, err = op.src.publishFlight(f); err != nil {
+		if fs, err = op.src.publishFlight(f, op.through); err != nil {
 			break
 		}
 		futures = append(futures, fs...)
@@ -221,6 +235,7 @@ func (op *outboxPublisher) publishFast(ctx context.Context, f *flight) {
 		return
 	}
 	op.memNext = max(op.memNext, flights[len(flights)-1].lastSeq+1)
+	op.through = max(op.through, flights[len(flights)-1].lastSeq)
 	// Nothing queued behind: delete what was published now (the drain
 	// passes over it), so that the outbox holds only what is in flight.
 	if len(op.mem) == 0 {
@@ -228,13 +243,25 @@ func (op *outboxPublisher) publishFast(ctx context.Context, f *flight) {
 	}
 }
 
-// skipPublished sets the floor to the batch checkpoint of the last message
-// on the stream (0 when there is none), for a store rebuilt from the event
-// stream at start: the entries of batches below it were published before.
+// skipPublished sets the floor for a store rebuilt from the event stream at
+// start from the last message on the stream (none: 0): past its
+// published-through sequence S, since the entries of every event up to S
+// were published before, and a rebuilt batch ending at or below S holds
+// only such events. Not its own checkpoint: the process that sent it may
+// have been stopped halfway through that batch's entries, and the rebuild's
+// batches end elsewhere. A message from before the header carries only its
+// checkpoint, which is taken as before.
 func (op *outboxPublisher) skipPublished(ctx context.Context) {
 	op.floor = 0
 	m, err := transport.LastMsgFromLeader(ctx, op.js.Conn(), op.src.stream(), op.src.subjects())
 	if err != nil || m == nil {
+		return
+	}
+	if v := m.Header.Get(transport.HeaderPublishedThrough); v != "" {
+		through, err := strconv.ParseUint(v, 10, 64)
+		if err == nil {
+			op.floor, op.through = through+1, through
+		}
 		return
 	}
 	op.floor, _ = strconv.ParseUint(m.Header.Get(transport.HeaderCheckpoint), 10, 64)
@@ -243,7 +270,10 @@ func (op *outboxPublisher) skipPublished(ctx context.Context) {
 // skipBelow sets the floor to seq: the entries of batches below it were
 // published before (a read model rebuilt from sequence 1 under a consumer
 // that had acknowledged up to seq−1).
-func (op *outboxPublisher) skipBelow(seq uint64) { op.floor = max(op.floor, seq) }
+func (op *outboxPublisher) skipBelow(seq uint64) {
+	op.floor = max(op.floor, seq)
+	op.through = max(op.through, seq-1)
+}
 
 // awaitAcks waits for every future's ack, or the first error.
 func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {

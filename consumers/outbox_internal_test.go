@@ -70,11 +70,11 @@ func TestOutboxPublishesStoredBytes(t *testing.T) {
 			_, js := consumertest.StartNATS(t, 1<<20)
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
-			if n, err := (alertSource{js: js, outbox: store}).flush(ctx, 0); err != nil || n != len(outboxAlerts()) {
-				t.Fatalf("alert flush = %d, %v; want %d", n, err, len(outboxAlerts()))
+			if n, last, err := (alertSource{js: js, outbox: store}).flush(ctx, 0, 0); err != nil || n != len(outboxAlerts()) || last != outboxCheckpoint {
+				t.Fatalf("alert flush = %d, %d, %v; want %d, %d", n, last, err, len(outboxAlerts()), outboxCheckpoint)
 			}
-			if n, err := (&syncSource{js: js, outbox: store}).flush(ctx, 0); err != nil || n != len(outboxSync()) {
-				t.Fatalf("sync flush = %d, %v; want %d", n, err, len(outboxSync()))
+			if n, last, err := (&syncSource{js: js, outbox: store}).flush(ctx, 0, 0); err != nil || n != len(outboxSync()) || last != outboxCheckpoint {
+				t.Fatalf("sync flush = %d, %d, %v; want %d, %d", n, last, err, len(outboxSync()), outboxCheckpoint)
 			}
 			checkAlertMessages(t, ctx, js)
 			checkSyncMessages(t, ctx, js)

@@ -57,8 +57,9 @@ func (ss *syncSource) fast() bool {
 }
 
 // publishFlight implements outboxSource: f's instructions, encoded as the
-// store encoded them for its outbox.
-func (ss *syncSource) publishFlight(f *flight) ([]jetstream.PubAckFuture, error) {
+// store encoded them for its outbox. Instructions carry their own sequences
+// (see told), not the publisher's published-through one.
+func (ss *syncSource) publishFlight(f *flight, _ uint64) ([]jetstream.PubAckFuture, error) {
 	futures := make([]jetstream.PubAckFuture, 0, 2*len(f.syncList))
 	for i := range f.syncList {
 		ob, err := projections.NewOutboxSync(&f.syncList[i], f.lastSeq)
@@ -77,13 +78,13 @@ func (ss *syncSource) publishFlight(f *flight) ([]jetstream.PubAckFuture, error)
 // flush implements outboxSource. Entries of batches below floor were
 // published by the fast path; during a rebuild the instructions' own
 // sequences say what the stream has (told).
-func (ss *syncSource) flush(ctx context.Context, floor uint64) (int, error) {
+func (ss *syncSource) flush(ctx context.Context, floor, _ uint64) (int, uint64, error) {
 	pending, err := ss.outbox.PendingSync(ctx, outboxBatchMax)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if len(pending) == 0 {
-		return 0, ss.reconcileDue(ctx)
+		return 0, 0, ss.reconcileDue(ctx)
 	}
 	futures := make([]jetstream.PubAckFuture, 0, 2*len(pending))
 	for _, ob := range pending {
@@ -92,7 +93,7 @@ func (ss *syncSource) flush(ctx context.Context, floor uint64) (int, error) {
 		}
 		told, err := ss.told(ctx, &ob)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		var fs []jetstream.PubAckFuture
 		switch told {
@@ -104,17 +105,18 @@ func (ss *syncSource) flush(ctx context.Context, floor uint64) (int, error) {
 			fs, err = ss.publish(ob)
 		}
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		futures = append(futures, fs...)
 	}
 	if err := awaitAcks(ctx, futures); err != nil {
-		return 0, fmt.Errorf("publish sync instruction: %w", err)
+		return 0, 0, fmt.Errorf("publish sync instruction: %w", err)
 	}
-	if err := ss.outbox.DeletePendingSync(ctx, pending[len(pending)-1].ID); err != nil {
-		return 0, fmt.Errorf("delete published sync instructions: %w", err)
+	last := pending[len(pending)-1]
+	if err := ss.outbox.DeletePendingSync(ctx, last.ID); err != nil {
+		return 0, 0, fmt.Errorf("delete published sync instructions: %w", err)
 	}
-	return len(pending), nil
+	return len(pending), last.Checkpoint, nil
 }
 
 // reconcileDue runs reconcile once the rebuild has committed reconcileAt

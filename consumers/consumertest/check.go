@@ -283,8 +283,12 @@ func alertMsgIDs(ctx context.Context, js jetstream.JetStream) (map[string]bool, 
 	if err != nil {
 		return nil, err
 	}
-	for read := uint64(0); read < last; {
-		batch, err := cons.Fetch(fetchMax, jetstream.FetchMaxWait(5*time.Second))
+	// Ask for no more than the stream holds, so that a fetch never waits
+	// out its MaxWait for messages that are not there (deleted ones leave
+	// gaps in the sequences).
+	var count uint64
+	for read := uint64(0); read < last && count < state.Msgs; {
+		batch, err := cons.Fetch(int(min(fetchMax, state.Msgs-count)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			return nil, err
 		}
@@ -298,6 +302,7 @@ func alertMsgIDs(ctx context.Context, js jetstream.JetStream) (map[string]bool, 
 		if n == 0 {
 			return nil, errors.New("alert stream read stalled")
 		}
+		count += uint64(n)
 	}
 	return have, nil
 }

@@ -51,6 +51,12 @@ const (
 	// HeaderCheckpoint on an alert message is the event stream sequence the
 	// projector had applied when it published the alert change.
 	HeaderCheckpoint = "Ledger-Checkpoint"
+	// HeaderPublishedThrough on an alert message is a sequence S of the
+	// event stream such that the alert changes of every event up to S were
+	// on the alert stream, acknowledged, before this message was sent. A
+	// read model rebuilt from the stream passes over the changes of its
+	// batches that end at or below the last message's S.
+	HeaderPublishedThrough = "Ledger-Published-Through"
 )
 
 // StreamOptions are the deployment choices of the streams.
