@@ -164,6 +164,7 @@ func (op *outboxPublisher) run(ctx context.Context) {
 // source allows it.
 func (op *outboxPublisher) drain(ctx context.Context) {
 	var last uint64
+	armed := false
 	for {
 		n, l, err := op.src.flush(ctx, max(op.floor, op.memNext), op.through)
 		if err != nil {
@@ -176,9 +177,19 @@ func (op *outboxPublisher) drain(ctx context.Context) {
 		if n > 0 {
 			last = l
 		}
-		if n < outboxBatchMax {
+		if n == outboxBatchMax {
+			continue
+		}
+		// The outbox is empty as of that read. Take the fast path, then
+		// read once more: a batch committed before it was taken left its
+		// entries in the outbox and only kicked the publisher, and a flight
+		// published first would carry memNext past them; every later batch
+		// comes as a flight.
+		if armed || op.fastOn.Load() || !op.src.fast() {
 			break
 		}
+		op.fastOn.Store(true)
+		armed = true
 	}
 	// The outbox held nothing more: every entry committed so far, up to
 	// the last one read, is on the stream.
