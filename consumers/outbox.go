@@ -80,6 +80,15 @@ type outboxPublisher struct {
 	// memNext: the entries of batches whose checkpoint lies below it were
 	// published by the fast path, acknowledged. The publisher's own.
 	memNext uint64
+	// behind is the lowest checkpoint of a flight committed since the last
+	// drain that the fast path did not take (0: none), behindGen counts
+	// them. A sweep's flight carries the checkpoint of the batch before it,
+	// which memNext may already have passed: the drain must not pass over
+	// its entries. Written by the fold loop (committed), read and cleared by
+	// the publisher.
+	behindMu  sync.Mutex
+	behind    uint64
+	behindGen uint64
 	// through: the entries of every batch whose checkpoint is at or below
 	// it were published, acknowledged, by this process or (skipPublished)
 	// an earlier one; always a batch's checkpoint, so that it also bounds
@@ -96,7 +105,8 @@ func newOutboxPublisher(src outboxSource, js jetstream.JetStream, log *slog.Logg
 }
 
 // committed queues f for the fast path when it wrote to the outbox, and
-// kicks a drain when the fast path is not taken.
+// kicks a drain when the fast path is not taken, noting f's checkpoint for
+// it (behind).
 func (op *outboxPublisher) committed(_ context.Context, f *flight) {
 	if !op.src.wanted(f) {
 		return
@@ -111,7 +121,38 @@ func (op *outboxPublisher) committed(_ context.Context, f *flight) {
 			op.lost.Store(true)
 		}
 	}
+	op.behindMu.Lock()
+	if op.behind == 0 || f.lastSeq < op.behind {
+		op.behind = max(f.lastSeq, 1)
+	}
+	op.behindGen++
+	op.behindMu.Unlock()
 	op.kickNow()
+}
+
+// drainFloor returns the checkpoint below which the drain passes over the
+// outbox's entries (published before this process started, or by the fast
+// path), lowered to the flights the fast path did not take, and the count
+// of those flights it saw.
+func (op *outboxPublisher) drainFloor() (floor, gen uint64) {
+	op.behindMu.Lock()
+	defer op.behindMu.Unlock()
+	mem := op.memNext
+	if op.behind > 0 {
+		mem = min(mem, op.behind)
+	}
+	return max(op.floor, mem), op.behindGen
+}
+
+// drained forgets the flights the fast path did not take once a drain that
+// saw them all has emptied the outbox; one committed meanwhile is kept for
+// the next drain.
+func (op *outboxPublisher) drained(gen uint64) {
+	op.behindMu.Lock()
+	defer op.behindMu.Unlock()
+	if op.behindGen == gen {
+		op.behind = 0
+	}
 }
 
 // kickNow makes the publisher read the outbox now; a kick already pending
@@ -165,8 +206,9 @@ func (op *outboxPublisher) run(ctx context.Context) {
 func (op *outboxPublisher) drain(ctx context.Context) {
 	var last uint64
 	armed := false
+	floor, gen := op.drainFloor()
 	for {
-		n, l, err := op.src.flush(ctx, max(op.floor, op.memNext), op.through)
+		n, l, err := op.src.flush(ctx, floor, op.through)
 		if err != nil {
 			if ctx.Err() == nil {
 				op.log.Warn(op.src.name()+" publish failed; will retry", "err", err)
@@ -194,6 +236,7 @@ func (op *outboxPublisher) drain(ctx context.Context) {
 	// The outbox held nothing more: every entry committed so far, up to
 	// the last one read, is on the stream.
 	op.through = max(op.through, last)
+	op.drained(gen)
 	op.fastOn.Store(op.src.fast())
 }
 
