@@ -210,7 +210,7 @@ func BenchmarkLoadLineFilter(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if f.Keys() != lines || !f.MayHold(projections.LineKey{Shop: "shop-1", SKU: "sku-7", OrderID: "o-7"}) {
+	if f.Keys() != lines || !f.MayHoldAdd(projections.LineKey{Shop: "shop-1", SKU: "sku-7", OrderID: "o-7"}) {
 		b.Fatalf("filter of %d keys, want %d holding o-7", f.Keys(), lines)
 	}
 	b.ReportMetric(float64(b.N*lines)/b.Elapsed().Seconds(), "lines/s")

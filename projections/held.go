@@ -219,9 +219,6 @@ func (r *Recalls) Add(s *SKU, e *ledger.Event) {
 	}
 }
 
-// Len is how many lines and keys are to be asked for (with no filter).
-func (r *Recalls) Len() int { return len(r.lineKeys) + len(r.keyRefs) }
-
 // Fetch asks w for every line and key noted (one query each) and gives the
 // SKUs what the store knows. With a filter f of the lines w may hold, it
 // asks only about those f cannot rule out, and adds every line noted to f:

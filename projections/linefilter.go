@@ -42,7 +42,7 @@ type LineFilter struct {
 	first int // keys the first part takes
 	parts []*bloom.BloomFilter
 	room  int // keys the last part takes before the next is added
-	keys  int // keys added, counting repeats
+	keys  int // keys added (see Keys)
 	full  bool
 	buf   []byte
 }
@@ -104,8 +104,8 @@ func (f *LineFilter) addBuf() {
 	f.keys++
 }
 
-// Add notes that the store may hold line k.
-func (f *LineFilter) Add(k LineKey) {
+// add notes that the store may hold line k.
+func (f *LineFilter) add(k LineKey) {
 	if f.full {
 		return
 	}
@@ -113,7 +113,8 @@ func (f *LineFilter) Add(k LineKey) {
 	f.addBuf()
 }
 
-// MayHoldAdd is MayHold, then Add, hashing k once.
+// MayHoldAdd reports whether the store may hold line k (false only when it
+// certainly does not), and notes that it may from now on, hashing k once.
 func (f *LineFilter) MayHoldAdd(k LineKey) bool {
 	if f.full {
 		return true
@@ -140,9 +141,8 @@ func (f *LineFilter) MayHoldAdd(k LineKey) bool {
 	return held
 }
 
-// MayHold reports whether the store may hold line k: false only when it
-// certainly does not.
-func (f *LineFilter) MayHold(k LineKey) bool {
+// mayHold reports whether the store may hold line k, without noting it.
+func (f *LineFilter) mayHold(k LineKey) bool {
 	if f.full {
 		return true
 	}
@@ -155,8 +155,8 @@ func (f *LineFilter) MayHold(k LineKey) bool {
 	return false
 }
 
-// Keys returns how many keys were added: by Add, counting repeats, and by
-// MayHoldAdd, counting only those it found not held.
+// Keys returns how many keys were added: each line loaded, and each line
+// MayHoldAdd found not held.
 func (f *LineFilter) Keys() int { return f.keys }
 
 // Bytes returns the memory the filter's bits take.
@@ -167,10 +167,6 @@ func (f *LineFilter) Bytes() int {
 	}
 	return int(bits / 8)
 }
-
-// Full reports whether the filter's parts are full and it stopped
-// answering (MayHold is true for every key).
-func (f *LineFilter) Full() bool { return f.full }
 
 // LoadLineFilter returns a filter of every line l holds.
 func LoadLineFilter(ctx context.Context, l LineLister) (*LineFilter, error) {

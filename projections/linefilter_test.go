@@ -18,7 +18,7 @@ func TestLineFilterGrows(t *testing.T) {
 	fresh := 0 // keys MayHoldAdd took for new, all but its false positives
 	for i := range n {
 		if i%2 == 0 {
-			f.Add(key(i))
+			f.add(key(i))
 		} else if !f.MayHoldAdd(key(i)) {
 			fresh++
 		}
@@ -26,18 +26,18 @@ func TestLineFilterGrows(t *testing.T) {
 	if fresh < n/2*98/100 {
 		t.Errorf("MayHoldAdd took %d of %d new keys for held ones", n/2-fresh, n/2)
 	}
-	if len(f.parts) != 3 || f.Keys() != n/2+fresh || f.Full() {
-		t.Fatalf("after %d keys: %d parts, %d keys, full %v; want 3 parts and %d keys", n, len(f.parts), f.Keys(), f.Full(), n/2+fresh)
+	if len(f.parts) != 3 || f.Keys() != n/2+fresh || f.full {
+		t.Fatalf("after %d keys: %d parts, %d keys, full %v; want 3 parts and %d keys", n, len(f.parts), f.Keys(), f.full, n/2+fresh)
 	}
 	for i := range n {
-		if !f.MayHold(key(i)) {
+		if !f.mayHold(key(i)) {
 			t.Fatalf("key %d was added and is ruled out", i)
 		}
 	}
 	const probes = 50_000
 	held := 0
 	for i := n; i < n+probes; i++ {
-		if f.MayHold(key(i)) {
+		if f.mayHold(key(i)) {
 			held++
 		}
 	}
@@ -54,13 +54,13 @@ func TestLineFilterFull(t *testing.T) {
 	f := newLineFilter(4)
 	never := LineKey{Shop: "s", SKU: "a", OrderID: "never"}
 	n := 0
-	for ; !f.Full(); n++ {
-		f.Add(LineKey{Shop: "s", SKU: "a", OrderID: fmt.Sprintf("o-%d", n)})
+	for ; !f.full; n++ {
+		f.add(LineKey{Shop: "s", SKU: "a", OrderID: fmt.Sprintf("o-%d", n)})
 	}
 	if want := 4*(1<<lineFilterParts-1) + 1; n != want || len(f.parts) != lineFilterParts {
 		t.Errorf("full after %d keys in %d parts, want %d keys in %d", n, len(f.parts), want, lineFilterParts)
 	}
-	if !f.MayHold(never) {
+	if !f.mayHold(never) {
 		t.Errorf("a full filter rules out a key it never took")
 	}
 }
