@@ -82,10 +82,13 @@ type outboxPublisher struct {
 	memNext uint64
 	// behind is the lowest checkpoint of a flight committed since the last
 	// drain that the fast path did not take (0: none), behindGen counts
-	// them. A sweep's flight carries the checkpoint of the batch before it,
-	// which memNext may already have passed: the drain must not pass over
-	// its entries. Written by the fold loop (committed), read and cleared by
-	// the publisher.
+	// them. memNext may have passed such a flight's entries, still in the
+	// outbox: a batch committed while a drain switched to the fast path
+	// (its kick served after the next batch's flight), or a sweep, which
+	// carries the checkpoint of the batch before it. The drain's floor
+	// goes down to behind until a drain that saw it empties the outbox.
+	// Written by the fold loop (committed), read and cleared by the
+	// publisher.
 	behindMu  sync.Mutex
 	behind    uint64
 	behindGen uint64
@@ -205,7 +208,6 @@ func (op *outboxPublisher) run(ctx context.Context) {
 // source allows it.
 func (op *outboxPublisher) drain(ctx context.Context) {
 	var last uint64
-	armed := false
 	floor, gen := op.drainFloor()
 	for {
 		n, l, err := op.src.flush(ctx, floor, op.through)
@@ -219,19 +221,9 @@ func (op *outboxPublisher) drain(ctx context.Context) {
 		if n > 0 {
 			last = l
 		}
-		if n == outboxBatchMax {
-			continue
-		}
-		// The outbox is empty as of that read. Take the fast path, then
-		// read once more: a batch committed before it was taken left its
-		// entries in the outbox and only kicked the publisher, and a flight
-		// published first would carry memNext past them; every later batch
-		// comes as a flight.
-		if armed || op.fastOn.Load() || !op.src.fast() {
+		if n < outboxBatchMax {
 			break
 		}
-		op.fastOn.Store(true)
-		armed = true
 	}
 	// The outbox held nothing more: every entry committed so far, up to
 	// the last one read, is on the stream.
